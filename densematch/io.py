@@ -1,0 +1,99 @@
+"""Reading images, with clear errors for missing or corrupt files, and atomic file writing."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ImageReadError
+
+ImageSource = "str | os.PathLike | Image.Image | np.ndarray"
+
+
+def load_image(source, mode: str = "RGB") -> Image.Image:
+    """Open an image file (or pass a PIL image / uint8 array through) and convert it to ``mode``.
+
+    Raises :class:`ImageReadError` naming the file when it is missing, unreadable or corrupt.
+    16-bit greyscale files are scaled to 8 bit.
+    """
+    if isinstance(source, Image.Image):
+        image = source
+    elif isinstance(source, np.ndarray):
+        if source.dtype != np.uint8 or source.ndim not in (2, 3):
+            raise ImageReadError(f"expected a uint8 (H, W) or (H, W, 3) array, got {source.dtype} {source.shape}")
+        image = Image.fromarray(source)
+    elif isinstance(source, (str, os.PathLike)):
+        path = Path(source)
+        if not path.is_file():
+            raise ImageReadError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as opened:
+                opened.load()
+                image = opened.copy()
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+    else:
+        raise ImageReadError(f"cannot read an image from a {type(source).__name__}; pass a path or a PIL image")
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        top = max(float(array.max()), 1.0)
+        image = Image.fromarray(np.clip(array * (255.0 / top), 0, 255).astype(np.uint8))
+    return image.convert(mode) if image.mode != mode else image
+
+
+def image_size(source) -> tuple[int, int]:
+    """``(width, height)`` of an image file without decoding all of it."""
+    if isinstance(source, Image.Image):
+        return source.size
+    path = Path(source)
+    if not path.is_file():
+        raise ImageReadError(f"image file not found: {path}")
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (UnidentifiedImageError, OSError) as exc:
+        raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+
+
+@contextlib.contextmanager
+def atomic_write(path, mode: str = "wb"):
+    """Write to a temporary file beside ``path`` and move it into place only on success.
+
+    An interrupted or failing writer never leaves a half-written ``path`` behind.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode) as handle:
+            yield handle
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path`` for libraries that write by file name (h5py, cv2, np.save).
+
+    The temporary file is renamed to ``path`` only when the block succeeds. The temporary name keeps
+    the suffix of ``path`` so that format-by-extension writers still work.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
