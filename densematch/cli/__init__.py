@@ -10,7 +10,6 @@ from ..errors import DensematchError
 
 # subcommand name -> module in densematch.cli defining add_arguments(parser) and run(args) -> int
 COMMANDS = {
-    "match": "densematch.cli.match",
 }
 
 

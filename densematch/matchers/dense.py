@@ -1,0 +1,56 @@
+"""Adapter: any RoMa-family model (``match`` + ``sample``) as a :class:`PairMatcher`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..conventions import normalized_to_pixel
+from ..io import load_image
+from .base import DenseField, Matches, PairMatcher
+
+
+class DenseModelMatcher(PairMatcher):
+    """Runs ``model.match`` then balanced ``model.sample`` and converts to OpenCV pixels.
+
+    Args:
+        model: a RoMa-family model (``roma_outdoor``, ``tiny_roma_v1_outdoor``, ...).
+        num: number of correspondences sampled per pair.
+        seed: seed of the sampling generator (each pair uses the same seed: results do not depend on order).
+    """
+
+    def __init__(self, model, name: str, num: int = 5000, seed: int = 0):
+        self.model = model
+        self.name = name
+        self.num = int(num)
+        self.seed = int(seed)
+
+    @property
+    def is_dense(self) -> bool:
+        return True
+
+    def _run(self, image0, image1):
+        image0, image1 = load_image(image0), load_image(image1)
+        warp, certainty = self.model.match(image0, image1)
+        return image0.size, image1.size, warp, certainty
+
+    def match_pair(self, image0, image1) -> Matches:
+        size0, size1, warp, certainty = self._run(image0, image1)
+        generator = torch.Generator(device="cpu").manual_seed(self.seed)
+        matches, scores = self.model.sample(warp, certainty, num=self.num, generator=generator)
+        matches = matches.double().cpu()
+        kpts0 = normalized_to_pixel(matches[:, :2], *size0).numpy()
+        kpts1 = normalized_to_pixel(matches[:, 2:], *size1).numpy()
+        return Matches(kpts0, kpts1, scores.double().cpu().numpy(), size0, size1)
+
+    def match_dense(self, image0, image1) -> DenseField:
+        (w0, h0), (w1, h1), warp, certainty = self._run(image0, image1)
+        width = certainty.shape[-1] // 2 if getattr(self.model, "symmetric", False) else certainty.shape[-1]
+        field = warp[0, :, :width, 2:].permute(2, 0, 1)[None].float()  # (1, 2, Hm, Wm), A->B half
+        cert = certainty[0, :, :width][None, None].float()
+        if field.shape[-2:] != (h0, w0):
+            field = F.interpolate(field, size=(h0, w0), mode="bilinear", align_corners=False)
+            cert = F.interpolate(cert, size=(h0, w0), mode="bilinear", align_corners=False)
+        uv1 = normalized_to_pixel(field[0].permute(1, 2, 0), w1, h1)
+        return DenseField(uv1.cpu().numpy().astype(np.float32), cert[0, 0].cpu().numpy().astype(np.float32))
