@@ -1,0 +1,87 @@
+"""RoMa's convolutional refiners and the local correlation they use."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ...conventions import normalized_grid
+from ..amp import autocast, no_autocast
+
+
+def local_correlation(x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, radius: int,
+                      chunk: int = 25) -> torch.Tensor:
+    """Correlation of A's features with B's features in a window around the current match.
+
+    Args:
+        x: ``(B, C, h, w)`` features of A.
+        y: ``(B, C, h, w)`` features of B (unwarped; sampled with zero padding, no gradient, as published).
+        flow: ``(B, 2, h, w)`` current match of each A cell in B, normalised coordinates.
+        radius: window radius r in cells; the window is ``(2r+1)^2`` offsets one cell apart.
+
+    Returns:
+        ``(B, (2r+1)^2, h, w)``; channel ``k = iy * (2r+1) + ix`` (dy outer, dx inner), values
+        ``sum_c x[c] / sqrt(C) * y_sampled[c]``. Offsets are processed ``chunk`` at a time so that the
+        sampled window never needs ``C * h * w * (2r+1)^2`` memory at once.
+    """
+    b, c, h, w = x.shape
+    side = 2 * radius + 1
+    dy = torch.linspace(-2 * radius / h, 2 * radius / h, side, device=x.device)
+    dx = torch.linspace(-2 * radius / w, 2 * radius / w, side, device=x.device)
+    gy, gx = torch.meshgrid(dy, dx, indexing="ij")
+    offsets = torch.stack((gx, gy), dim=-1).reshape(-1, 2)  # (K, 2)
+    warp = flow.permute(0, 2, 3, 1)  # (B, h, w, 2)
+    x_scaled = x / c**0.5
+    out = []
+    for start in range(0, offsets.shape[0], chunk):
+        window = offsets[start : start + chunk]
+        coords = (warp[:, :, :, None] + window[None, None, None]).reshape(b, h, w * len(window), 2)
+        with torch.no_grad():
+            sampled = F.grid_sample(y, coords, mode="bilinear", padding_mode="zeros", align_corners=False)
+        sampled = sampled.reshape(b, c, h, w, len(window))
+        out.append(torch.einsum("bchw,bchwk->bkhw", x_scaled, sampled))
+    return torch.cat(out, dim=1)
+
+
+def _block(channels: int, kernel: int, bn_momentum: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(channels, channels, kernel, 1, kernel // 2, groups=channels),
+        nn.BatchNorm2d(channels, momentum=bn_momentum),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(channels, channels, 1, 1, 0),
+    )
+
+
+class ConvRefiner(nn.Module):
+    """Predicts a displacement and a certainty delta from A's features, B's features warped by the
+    current match, an embedding of the displacement from identity, and (optionally) local correlation.
+
+    ``forward(x, y, flow, scale_factor)``: ``x``, ``y`` ``(B, C, h, w)``, ``flow`` ``(B, 2, h, w)`` ->
+    ``(displacement (B, 2, h, w), certainty_delta (B, 1, h, w))``. Keys: ``block1``, ``hidden_blocks``,
+    ``out_conv``, ``disp_emb`` (as published).
+    """
+
+    def __init__(self, width: int, disp_emb_dim: int, corr_radius: int = 0, hidden_blocks: int = 8,
+                 kernel: int = 5, bn_momentum: float = 0.01):
+        super().__init__()
+        self.block1 = _block(width, kernel, bn_momentum)
+        self.hidden_blocks = nn.Sequential(*(_block(width, kernel, bn_momentum) for _ in range(hidden_blocks)))
+        self.out_conv = nn.Conv2d(width, 3, 1, 1, 0)
+        self.disp_emb = nn.Conv2d(2, disp_emb_dim, 1, 1, 0)
+        self.corr_radius = corr_radius
+        self.amp_dtype: torch.dtype | None = None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, scale_factor: float = 1.0):
+        b, _, h, w = x.shape
+        with autocast(x.device, self.amp_dtype):
+            x_hat = F.grid_sample(y, flow.permute(0, 2, 3, 1), mode="bilinear", align_corners=False)
+            grid_a = normalized_grid(h, w, device=x.device).permute(2, 0, 1)[None].expand(b, 2, h, w)
+            emb = self.disp_emb(40 / 32 * scale_factor * (flow - grid_a))
+            parts = [x, x_hat, emb]
+            if self.corr_radius:
+                parts.append(local_correlation(x, y, flow, self.corr_radius))
+            d = self.hidden_blocks(self.block1(torch.cat(parts, dim=1)))
+        with no_autocast(x.device):
+            d = self.out_conv(d.float())
+        return d[:, :-1], d[:, -1:]
