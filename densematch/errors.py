@@ -22,6 +22,10 @@ class UnknownModelError(DensematchError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class ConfigError(DensematchError, ValueError):
+    """An option has a value the model or command cannot use."""
+
+
 class WeightsError(DensematchError, RuntimeError):
     """A checkpoint cannot be found, downloaded or does not fit the model."""
 

@@ -29,7 +29,8 @@ def cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints"
 
 
-def cached_file(spec: WeightFile, *, what: str, download: bool = True, timeout: float = 60.0) -> Path:
+def cached_file(spec: WeightFile, *, what: str, download: bool = True, timeout: float = 60.0,
+                argument: str = "weights") -> Path:
     """The local path of a published file, downloading it into the cache when needed.
 
     Raises :class:`WeightsError` naming the file, its URL and how to pass a local path when the
@@ -49,8 +50,8 @@ def cached_file(spec: WeightFile, *, what: str, download: bool = True, timeout: 
     tried = "; ".join(errors) if errors else "downloading disabled"
     raise WeightsError(
         f"the {what} weights '{spec.file_name}' are not in the cache ({target}) and could not be downloaded "
-        f"from {spec.url} ({tried}). Download the file yourself and pass its path, e.g. weights='/path/to/"
-        f"{spec.file_name}' (or --weights on the command line), or copy it to {target}."
+        f"from {spec.url} ({tried}). Download the file yourself and pass its path, e.g. {argument}='/path/to/"
+        f"{spec.file_name}' (or --{argument.replace('_', '-')} on the command line), or copy it to {target}."
     )
 
 
@@ -66,7 +67,8 @@ def _download(url: str, target: Path, sha256: str | None, timeout: float) -> Non
             raise ValueError(f"sha256 mismatch: got {digest.hexdigest()}, expected {sha256}")
 
 
-def read_state_dict(source, *, what: str, spec: WeightFile | None = None, download: bool = True) -> dict:
+def read_state_dict(source, *, what: str, spec: WeightFile | None = None, download: bool = True,
+                    argument: str = "weights") -> dict:
     """Turn a ``weights`` argument (None, path or dict) into a flat CPU state dict.
 
     Training checkpoints of the form ``{"model": state_dict, ...}`` are unwrapped, and the prefixes
@@ -75,13 +77,13 @@ def read_state_dict(source, *, what: str, spec: WeightFile | None = None, downlo
     if source is None:
         if spec is None:
             raise WeightsError(f"no published {what} weights exist; pass weights= (a path or a state dict)")
-        source = cached_file(spec, what=what, download=download)
+        source = cached_file(spec, what=what, download=download, argument=argument)
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         if not path.is_file():
             raise WeightsError(f"{what} weights file not found: {path}")
         try:
-            source = torch.load(path, map_location="cpu", weights_only=True)
+            source = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
         except Exception as exc:  # pickle errors, truncated zip files, foreign formats
             raise WeightsError(f"cannot read {what} weights from {path}: {exc}") from exc
     if not isinstance(source, Mapping):

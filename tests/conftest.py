@@ -37,3 +37,41 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+@pytest.fixture(scope="session")
+def oracle_python(shared_dir) -> str:
+    """Python of a venv with upstream romatch 0.1.2 (built once by shared/tools/romatch-oracle.sh)."""
+    import subprocess
+
+    script = shared_dir / "tools" / "romatch-oracle.sh"
+    args = ["bash", str(script)]
+    if os.environ.get("ROMATCH_ORACLE"):
+        args.append(os.environ["ROMATCH_ORACLE"])
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot build the romatch reference venv: {exc}")
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        pytest.skip(f"cannot build the romatch reference venv: {done.stderr[-500:]}")
+    return lines[-1]
+
+
+def run_oracle(python: str, script: str, spec: dict, tmp_path: Path) -> dict:
+    """Save ``spec``, run ``tests/oracle/<script>`` under the reference python, return its output."""
+    import subprocess
+
+    spec_path, out_path = tmp_path / "oracle_spec.pt", tmp_path / "oracle_out.pt"
+    torch.save(spec, spec_path)
+    done = subprocess.run([python, str(REPO / "tests" / "oracle" / script), str(spec_path), str(out_path)],
+                          capture_output=True, text=True, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"reference run failed:\n{done.stderr[-3000:]}")
+    return torch.load(out_path, weights_only=True)
+
+
+def fraction_close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4) -> float:
+    """Fraction of entries of ``a`` and ``b`` that agree within ``atol``."""
+    assert a.shape == b.shape, (a.shape, b.shape)
+    return ((a.double() - b.double()).abs() <= atol).double().mean().item()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from .base import DenseField, Matches, PairMatcher
 
 CLASSICAL = ("sift",)
@@ -27,11 +28,17 @@ def get_matcher(name: str, device="cpu", weights=None, num: int = 5000, seed: in
         if weights is not None:
             raise ValueError("the 'sift' matcher has no weights")
         return SiftMatcher(max_keypoints=max(num, 1), **model_kwargs)
-    from ..registry import get_entry
+    from ..errors import UnknownModelError
+    from ..registry import MODELS
     from .dense import DenseModelMatcher
 
-    entry = get_entry(name)  # raises UnknownModelError listing the names
-    model = entry.build(device, weights=weights, **model_kwargs)
+    if name not in MODELS:
+        raise UnknownModelError(f"unknown matcher '{name}'; available: {', '.join(list_matchers())}")
+
+    try:
+        model = MODELS[name].build(device, weights=weights, **model_kwargs)
+    except TypeError as exc:
+        raise ConfigError(f"bad options for model '{name}': {exc}") from exc
     return DenseModelMatcher(model, name=name, num=num, seed=seed)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import replace
 
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...conventions import normalized_grid
-from ...errors import InputShapeError
+from ...errors import ConfigError, InputShapeError
 from ...io import load_image
 from ...registry import WeightFile
 from ...weights import load_strict, read_state_dict
@@ -39,17 +40,20 @@ class RoMa(nn.Module, RomatchAPI):
         self.arch = arch
         self.encoder = RomaEncoder(arch.dinov2)
         self.decoder = Decoder(arch)
-        self.settings = settings or RomaSettings()
-        self.apply_settings()
+        self.apply_settings(settings or RomaSettings())
 
     # --- settings (romatch attribute names kept for drop-in use) -------------------------------------
-    def apply_settings(self) -> None:
-        """Validate ``self.settings`` and push dtype / solver choices to the submodules."""
-        s = self.settings
+    def apply_settings(self, settings: RomaSettings | None = None) -> None:
+        """Validate ``settings`` (default: the current ones), make them current, and push dtype / solver
+        choices to the submodules. Invalid settings raise and leave the model unchanged."""
+        s = replace(settings or self.settings)
         s.coarse_res, s.upsample_res = _pair(s.coarse_res), _pair(s.upsample_res)
         patch = self.encoder.dinov2.config.patch_size
         if s.coarse_res[0] % patch or s.coarse_res[1] % patch:
             raise InputShapeError(f"coarse resolution {s.coarse_res} must be a multiple of {patch} in both sides")
+        if s.gp_solver not in ("cholesky", "inverse"):
+            raise ConfigError(f"gp_solver must be 'cholesky' or 'inverse', got {s.gp_solver!r}")
+        self.settings = s
         self.encoder.amp_dtype = s.amp_dtype
         self.decoder.set_amp_dtype(s.amp_dtype)
         self.decoder.gps["16"].solver = s.gp_solver
@@ -68,8 +72,7 @@ class RoMa(nn.Module, RomatchAPI):
     sample_mode = property(lambda self: self.settings.sample_mode, lambda self, v: self._set(sample_mode=v))
 
     def _set(self, **changes) -> None:
-        self.settings = replace(self.settings, **changes)
-        self.apply_settings()
+        self.apply_settings(replace(self.settings, **changes))
 
     def get_output_resolution(self) -> tuple[int, int]:
         return self.settings.upsample_res if self.settings.upsample_preds else self.settings.coarse_res
@@ -219,17 +222,20 @@ def build_roma(device="cpu", matcher_weights=None, dinov2_weights=None, matcher_
         symmetric=symmetric, attenuate_cert=attenuate_cert, sample_thresh=sample_thresh, sample_mode=sample_mode,
         amp_dtype=amp_dtype if device.type == "cuda" else None, gp_solver=gp_solver,
     )
-    model = RoMa(arch or RomaArchitecture(), settings)
-    model.name = name
     what = name or "RoMa"
-    if dinov2_weights is not False:
-        state = read_state_dict(dinov2_weights, what=f"{what} DINOv2", spec=dinov2_spec, download=download)
-        load_strict(model.encoder.dinov2, state, what=f"{what} DINOv2")
-        del state
-    if matcher_weights is not False:
-        state = read_state_dict(matcher_weights, what=what, spec=matcher_spec, download=download)
-        load_strict(model, state, what=what)
-        del state
+    # read (and if needed download) both files before building: a missing file fails fast
+    dinov2_state = None if dinov2_weights is False else read_state_dict(
+        dinov2_weights, what=f"{what} DINOv2", spec=dinov2_spec, download=download, argument="dinov2_weights")
+    matcher_state = None if matcher_weights is False else read_state_dict(
+        matcher_weights, what=what, spec=matcher_spec, download=download)
+    with torch.device("meta") if device.type == "meta" else contextlib.nullcontext():
+        model = RoMa(arch or RomaArchitecture(), settings)
+    model.name = name
+    if dinov2_state is not None:
+        load_strict(model.encoder.dinov2, dinov2_state, what=f"{what} DINOv2")
+    if matcher_state is not None:
+        load_strict(model, matcher_state, what=what)
+    del dinov2_state, matcher_state
     model = model.to(device).eval()
     if device.type == "cuda" and settings.amp_dtype is not None:
         model.encoder.dinov2.to(settings.amp_dtype)  # published: DINOv2 weights stored in the AMP dtype on CUDA

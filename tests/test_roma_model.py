@@ -1,0 +1,98 @@
+"""RoMa behaviour on a small architecture: output layout, settings, registry round trip, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import densematch
+from densematch.conventions import normalized_grid
+from densematch.errors import ImageReadError, InputShapeError, UnknownModelError, WeightsError
+from densematch.models.roma.config import PROJ_DIMS, RomaArchitecture
+from densematch.models.roma.matcher import build_roma
+
+SMALL = RomaArchitecture(dinov2="vits14", proj_dims={**PROJ_DIMS, 16: (384, 512)})
+
+
+@pytest.fixture(scope="module")
+def small_weights(tmp_path_factory):
+    torch.manual_seed(0)
+    model = build_roma("cpu", matcher_weights=False, dinov2_weights=False, arch=SMALL)
+    folder = tmp_path_factory.mktemp("weights")
+    torch.save(model.state_dict(), folder / "matcher.pth")
+    torch.save(model.encoder.dinov2.state_dict(), folder / "dinov2.pth")
+    return folder / "matcher.pth", folder / "dinov2.pth"
+
+
+@pytest.fixture(scope="module")
+def small_model(small_weights):
+    matcher, dinov2 = small_weights
+    return densematch.roma_outdoor("cpu", weights=matcher, dinov2_weights=dinov2, coarse_res=56, upsample_res=70,
+                                   arch=SMALL)
+
+
+def test_symmetric_layout(small_model):
+    rng = np.random.default_rng(0)
+    a = Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    b = Image.fromarray(rng.integers(0, 255, (80, 60, 3), dtype=np.uint8))
+    warp, cert = small_model.match(a, b)
+    assert warp.shape == (1, 70, 140, 4) and cert.shape == (1, 70, 140)
+    grid = normalized_grid(70, 70)
+    assert torch.allclose(warp[0, :, :70, :2], grid) and torch.allclose(warp[0, :, 70:, 2:], grid)
+    assert warp.abs().max() <= 1 and cert.min() >= 0 and cert.max() <= 1
+    matches, certainty = small_model.sample(warp, cert, num=50, generator=torch.Generator().manual_seed(0))
+    assert matches.shape[1] == 4 and len(matches) == len(certainty) <= 50
+    kpts_a, kpts_b = small_model.to_pixel_coordinates(matches, 90, 120, 80, 60)
+    back_a, back_b = small_model.to_normalized_coordinates((kpts_a, kpts_b), 90, 120, 80, 60)
+    assert torch.allclose(torch.cat((back_a, back_b), -1), matches, atol=1e-6)
+
+
+def test_batched_tensors_and_settings(small_model):
+    x = torch.randn(2, 3, 56, 56)
+    small_model.upsample_preds = False
+    try:
+        warp, cert = small_model.match(x, x.flip(0))
+        assert warp.shape == (2, 56, 112, 4) and cert.shape == (2, 56, 112)
+        small_model.symmetric = False
+        warp, cert = small_model.match(x, x.flip(0))
+        assert warp.shape == (2, 56, 56, 4)
+    finally:
+        small_model.upsample_preds, small_model.symmetric = True, True
+
+
+def test_bad_inputs(small_model, tmp_path):
+    with pytest.raises(InputShapeError, match="multiple of 14"):
+        small_model.match(torch.randn(1, 3, 50, 56), torch.randn(1, 3, 50, 56))
+    with pytest.raises(InputShapeError, match=r"\(B, 3, H, W\)"):
+        small_model.match(torch.randn(3, 56, 56), torch.randn(3, 56, 56))
+    with pytest.raises(InputShapeError, match="same shape"):
+        small_model.match(torch.randn(1, 3, 56, 56), torch.randn(1, 3, 56, 70))
+    with pytest.raises(ImageReadError, match="not found"):
+        small_model.match(tmp_path / "missing.jpg", tmp_path / "missing.jpg")
+    (tmp_path / "corrupt.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
+    with pytest.raises(ImageReadError, match="corrupt.jpg"):
+        small_model.match(tmp_path / "corrupt.jpg", tmp_path / "corrupt.jpg")
+    with pytest.raises(InputShapeError, match="multiple of 14"):
+        small_model.h_resized = 57
+    assert small_model.h_resized == 56
+
+
+def test_wrong_checkpoint_and_unknown_name(small_weights, tmp_path):
+    matcher, dinov2 = small_weights
+    with pytest.raises(WeightsError, match="DINOv2 checkpoint does not fit"):  # ViT-S file into ViT-L
+        densematch.roma_outdoor("cpu", weights=matcher, dinov2_weights=dinov2)
+    torch.save({"xfeat.0.skip1.1.weight": torch.zeros(24, 1, 1, 1)}, tmp_path / "tiny.pth")
+    with pytest.raises(WeightsError, match="checkpoint of another model"):
+        densematch.roma_outdoor("cpu", weights=tmp_path / "tiny.pth", dinov2_weights=dinov2, arch=SMALL)
+    with pytest.raises(UnknownModelError, match="roma_outdoor"):
+        densematch.load("roma_outdor")
+
+
+@pytest.mark.parametrize("name", [n for n in densematch.list_models() if n != "tiny_roma_v1_outdoor"])
+def test_registered_roma_models_build_on_meta(name, shared_dir):
+    model = densematch.load(name, device="meta", weights=False, dinov2_weights=False)
+    spec = (shared_dir / "spec" / "roma_checkpoint_keys.tsv").read_text().splitlines()[1:]
+    assert list(model.state_dict()) == [row.split("\t")[0] for row in spec]
+    assert model.get_output_resolution() == model.upsample_res
