@@ -45,7 +45,7 @@ def run_both(oracle_python, tmp_path, arch_name, arch, coarse, upsample, upsampl
     ref = run_oracle(oracle_python, "roma_ref.py", spec, tmp_path)["results"]
     model = build_roma("cpu", matcher_weights=matcher, dinov2_weights=dinov2, arch=arch, coarse_res=coarse,
                        upsample_res=upsample, upsample_preds=upsample_preds, symmetric=symmetric)
-    for case, expected in zip(cases, ref):
+    for case, expected in zip(cases, ref, strict=True):
         compare(model.match(case["A"], case["B"], im_A_high_res=case.get("A_hr"), im_B_high_res=case.get("B_hr")),
                 expected)
 

@@ -8,6 +8,7 @@ optionally "A_hr", "B_hr". OUT gets a list of {"warp", "certainty", "seconds"} p
 "peak_rss_mib" of the matching phase.
 """
 
+import os
 import sys
 import time
 
@@ -47,7 +48,7 @@ def _vmhwm_mib():
 
 
 def main(spec_path, out_path):
-    torch.set_num_threads(int(spec_threads) if (spec_threads := __import__("os").environ.get("ORACLE_THREADS")) else 2)
+    torch.set_num_threads(int(os.environ.get("ORACLE_THREADS", "2")))
     spec = torch.load(spec_path, weights_only=True)
     rm.RegressionMatcher = _NoLoad
     if spec["arch"] == "vits14":

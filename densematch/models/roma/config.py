@@ -53,4 +53,9 @@ class RomaSettings:
     sample_mode: str = "threshold_balanced"  # "threshold_balanced", "threshold", "balanced" or ""
     amp_dtype: object = None  # CUDA autocast dtype of the DINOv2 weights; None = fp32 everywhere
     gp_solver: str = "cholesky"  # "cholesky" (romatch 0.1.2) or "inverse" (older snapshots, training)
-    train_resolution: int = 560  # the refiners' displacement scale factor is relative to this
+    train_resolution: int = 560  # "train_resolution" mode: displacement scale factor = sqrt(h * w) / this
+    # how the refiners' displacement-embedding scale factor is computed:
+    #   "train_resolution" (romatch 0.1.2): sqrt(h * w) / train_resolution in both passes
+    #   "coarse_relative" (older RoMa snapshots, as used by L2M++): 1 in the coarse pass and
+    #   sqrt(upsample area / coarse area) in the upsampling pass
+    scale_factor_mode: str = "train_resolution"

@@ -35,8 +35,9 @@ class RoMa(nn.Module, RomatchAPI):
     Use :meth:`match` for images; :meth:`forward` is the training/batch entry point.
     """
 
-    def __init__(self, arch: RomaArchitecture = RomaArchitecture(), settings: RomaSettings | None = None):
+    def __init__(self, arch: RomaArchitecture | None = None, settings: RomaSettings | None = None):
         super().__init__()
+        arch = arch or RomaArchitecture()
         self.arch = arch
         self.encoder = RomaEncoder(arch.dinov2)
         self.decoder = Decoder(arch)
@@ -51,6 +52,9 @@ class RoMa(nn.Module, RomatchAPI):
         patch = self.encoder.dinov2.config.patch_size
         if s.coarse_res[0] % patch or s.coarse_res[1] % patch:
             raise InputShapeError(f"coarse resolution {s.coarse_res} must be a multiple of {patch} in both sides")
+        if s.scale_factor_mode not in ("train_resolution", "coarse_relative"):
+            raise ConfigError(f"scale_factor_mode must be 'train_resolution' or 'coarse_relative', "
+                              f"got {s.scale_factor_mode!r}")
         if s.gp_solver not in ("cholesky", "inverse"):
             raise ConfigError(f"gp_solver must be 'cholesky' or 'inverse', got {s.gp_solver!r}")
         self.settings = s
@@ -133,7 +137,7 @@ class RoMa(nn.Module, RomatchAPI):
         s = self.settings
         device = torch.device(device) if device is not None else self.device
         hs, ws = s.coarse_res
-        scale_factor = math.sqrt(hs * ws / s.train_resolution**2)  # from the settings even for tensors (upstream)
+        scale_factor = self._scale_factor(upsample=False)  # from the settings even for tensors (upstream)
         if isinstance(im_A_input, torch.Tensor) or isinstance(im_B_input, torch.Tensor):
             im_a, im_b = self._check_tensors(im_A_input, im_B_input)
             batch = {"im_A": im_a.to(device), "im_B": im_b.to(device)}
@@ -155,11 +159,20 @@ class RoMa(nn.Module, RomatchAPI):
                 high = {"im_A": self._high_res(im_A_high_res, batch["im_A"], (hs, ws), device),
                         "im_B": self._high_res(im_B_high_res, batch["im_B"], (hs, ws), device)}
             finest = corresps[1]
-            corresps = self.forward(high, upsample=True, scale_factor=math.sqrt(hs * ws / s.train_resolution**2),
+            corresps = self.forward(high, upsample=True, scale_factor=self._scale_factor(upsample=True),
                                     flow=finest["flow"], certainty=finest["certainty"])
         flow = corresps[1]["flow"]
         certainty = corresps[1]["certainty"] - (low if s.attenuate_cert else 0)
         return self._assemble(flow, certainty, s.symmetric)
+
+    def _scale_factor(self, upsample: bool) -> float:
+        """Scale of the refiners' displacement embedding (see ``RomaSettings.scale_factor_mode``)."""
+        s = self.settings
+        (ch, cw), (uh, uw) = s.coarse_res, s.upsample_res
+        if s.scale_factor_mode == "coarse_relative":
+            return math.sqrt(uh * uw / (ch * cw)) if upsample else 1.0
+        h, w = (uh, uw) if upsample else (ch, cw)
+        return math.sqrt(h * w / s.train_resolution**2)
 
     @staticmethod
     def _assemble(flow: torch.Tensor, certainty: torch.Tensor, symmetric: bool):
@@ -207,6 +220,7 @@ def build_roma(device="cpu", matcher_weights=None, dinov2_weights=None, matcher_
                dinov2_spec: WeightFile | None = None, coarse_res=560, upsample_res=864, amp_dtype=torch.float16,
                symmetric=True, name: str | None = None, arch: RomaArchitecture | None = None,
                upsample_preds: bool = True, attenuate_cert: bool = True, gp_solver: str = "cholesky",
+               scale_factor_mode: str = "train_resolution",
                sample_thresh: float = 0.05, sample_mode: str = "threshold_balanced", download: bool = True,
                **unknown) -> RoMa:
     """Build RoMa and load its weights strictly (see :mod:`densematch.weights` for what ``*_weights`` accept).
@@ -221,6 +235,7 @@ def build_roma(device="cpu", matcher_weights=None, dinov2_weights=None, matcher_
         coarse_res=_pair(coarse_res), upsample_res=_pair(upsample_res), upsample_preds=upsample_preds,
         symmetric=symmetric, attenuate_cert=attenuate_cert, sample_thresh=sample_thresh, sample_mode=sample_mode,
         amp_dtype=amp_dtype if device.type == "cuda" else None, gp_solver=gp_solver,
+        scale_factor_mode=scale_factor_mode,
     )
     what = name or "RoMa"
     # read (and if needed download) both files before building: a missing file fails fast

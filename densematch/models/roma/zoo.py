@@ -52,8 +52,13 @@ def l2mpp(device="cpu", weights=None, dinov2_weights=None, coarse_res=672, upsam
           amp_dtype=torch.float16, symmetric=True, **overrides):
     """L2M++: the RoMa architecture with L2M's own (3D-aware) DINOv2-L encoder and decoder weights.
 
-    Defaults follow the published ``l2mpp_model`` (coarse 672, upsample 1344).
+    Defaults follow the published ``l2mpp_model`` (coarse 672, upsample 1344). L2M++ ships an older RoMa
+    snapshot whose numerics differ in two places, reproduced here: the GP solves with an explicit inverse,
+    and the refiners' displacement scale factor is 1 in the coarse pass and sqrt(upsample / coarse area)
+    in the upsampling pass (``scale_factor_mode="coarse_relative"``). Checkpoint keys prefixed
+    ``module.``/``model.`` are accepted, as by the published loader.
     """
+    overrides = {"gp_solver": "inverse", "scale_factor_mode": "coarse_relative", **overrides}
     return _roma("l2mpp", device, weights, dinov2_weights, coarse_res, upsample_res, amp_dtype, symmetric,
                  **overrides)
 
