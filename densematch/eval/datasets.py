@@ -55,6 +55,11 @@ class BenchmarkPair:
     eval_scale0: float = 1.0
     eval_scale1: float = 1.0
 
+    @classmethod
+    def at(cls, index: int, root: Path, name0: str, name1: str, gt: dict) -> BenchmarkPair:
+        """The ``index``-th pair of a benchmark; ``name0``, ``name1`` are image paths relative to ``root``."""
+        return cls(make_pair_id(index, name0, name1), root / name0, root / name1, name0, name1, gt)
+
     @property
     def has_dense_gt(self) -> bool:
         return all(key in self.gt for key in DENSE_GT_KEYS)
@@ -164,16 +169,7 @@ def read_pairs_json(path) -> Benchmark:
         ):
             raise DatasetFormatError(f"{what} must have string fields 'image0' and 'image1'")
         name0, name1 = entry["image0"], entry["image1"]
-        pairs.append(
-            BenchmarkPair(
-                pair_id=make_pair_id(index, name0, name1),
-                image0=root / name0,
-                image1=root / name1,
-                name0=name0,
-                name1=name1,
-                gt=_pair_gt(entry, task, root, what),
-            )
-        )
+        pairs.append(BenchmarkPair.at(index, root, name0, name1, _pair_gt(entry, task, root, what)))
     if not pairs:
         raise DatasetFormatError(f"{path} lists no pairs")
     check_images_exist(pairs, root)

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import image_size
-from .datasets import Benchmark, BenchmarkPair, DatasetFormatError, check_images_exist, gt_array, make_pair_id
+from .datasets import Benchmark, BenchmarkPair, DatasetFormatError, check_images_exist, gt_array
 
 MEGADEPTH_LONG_SIDE = 1200
 SCANNET_SHORT_SIDE = 480
@@ -67,6 +67,24 @@ def _load_npz(path: Path, allow_pickle: bool) -> dict | None:
             return {key: data[key] for key in data.files}
     except (OSError, ValueError, EOFError) as exc:
         raise DatasetFormatError(f"cannot read {path}: {exc}") from None
+
+
+def _read_matrix(path: Path) -> np.ndarray:
+    """A whitespace-separated text matrix (2-D even with one row)."""
+    try:
+        return np.loadtxt(path, ndmin=2)
+    except ValueError as exc:
+        raise DatasetFormatError(f"cannot read {path}: {exc}") from None
+
+
+def set_eval_scales(pairs: list[BenchmarkPair], root: Path, length: int, side: str) -> None:
+    """Check the images exist, then set the evaluation scales that resize the ``side`` ("longer" or
+    "shorter") of every image to ``length`` pixels."""
+    check_images_exist(pairs, root)
+    pick = max if side == "longer" else min
+    for pair in pairs:
+        pair.eval_scale0 = length / pick(image_size(pair.image0))
+        pair.eval_scale1 = length / pick(image_size(pair.image1))
 
 
 def _first_dir(*candidates: Path) -> Path | None:
@@ -126,20 +144,9 @@ def read_megadepth_1500(root: Path) -> Benchmark | None:
             K1 = gt_array(scene["intrinsics"][j], (3, 3), f"{what} intrinsics[{j}]")
             P0 = gt_array(scene["poses"][i], (4, 4), f"{what} poses[{i}]")
             P1 = gt_array(scene["poses"][j], (4, 4), f"{what} poses[{j}]")
-            pairs.append(
-                BenchmarkPair(
-                    pair_id=make_pair_id(len(pairs), name0, name1),
-                    image0=image_root / name0,
-                    image1=image_root / name1,
-                    name0=name0,
-                    name1=name1,
-                    gt={"K0": K0, "K1": K1, "T_0to1": P1 @ np.linalg.inv(P0)},
-                )
-            )
-    check_images_exist(pairs, image_root)
-    for pair in pairs:
-        pair.eval_scale0 = MEGADEPTH_LONG_SIDE / max(image_size(pair.image0))
-        pair.eval_scale1 = MEGADEPTH_LONG_SIDE / max(image_size(pair.image1))
+            gt = {"K0": K0, "K1": K1, "T_0to1": P1 @ np.linalg.inv(P0)}
+            pairs.append(BenchmarkPair.at(len(pairs), image_root, name0, name1, gt))
+    set_eval_scales(pairs, image_root, MEGADEPTH_LONG_SIDE, side="longer")
     return Benchmark("megadepth-1500", "relative_pose", "megadepth-1500", root, pairs)
 
 
@@ -173,26 +180,15 @@ def read_scannet_1500(root: Path) -> Benchmark | None:
             k_file = scans / scene / "intrinsic" / "intrinsic_color.txt"
             if not k_file.is_file():
                 raise DatasetFormatError(f"ScanNet intrinsics not found: {k_file}")
-            K = np.loadtxt(k_file)
+            K = _read_matrix(k_file)
             intrinsics[scene] = gt_array(K[:3, :3] if K.shape == (4, 4) else K, (3, 3), str(k_file))
         T = np.eye(4)
         T[: len(pose) // 4] = pose.reshape(-1, 4)
         name0 = f"scans_test/{scene}/color/{int(row[2])}.jpg"
         name1 = f"scans_test/{scene}/color/{int(row[3])}.jpg"
-        pairs.append(
-            BenchmarkPair(
-                pair_id=make_pair_id(index, name0, name1),
-                image0=root / name0,
-                image1=root / name1,
-                name0=name0,
-                name1=name1,
-                gt={"K0": intrinsics[scene], "K1": intrinsics[scene], "T_0to1": T},
-            )
-        )
-    check_images_exist(pairs, root)
-    for pair in pairs:
-        pair.eval_scale0 = SCANNET_SHORT_SIDE / min(image_size(pair.image0))
-        pair.eval_scale1 = SCANNET_SHORT_SIDE / min(image_size(pair.image1))
+        gt = {"K0": intrinsics[scene], "K1": intrinsics[scene], "T_0to1": T}
+        pairs.append(BenchmarkPair.at(index, root, name0, name1, gt))
+    set_eval_scales(pairs, root, SCANNET_SHORT_SIDE, side="shorter")
     return Benchmark("scannet-1500", "relative_pose", "scannet-1500", root, pairs)
 
 
@@ -213,25 +209,10 @@ def read_hpatches(root: Path) -> Benchmark | None:
             h_file = seq / f"H_1_{k}"
             if not h_file.is_file():
                 raise DatasetFormatError(f"HPatches homography file not found: {h_file}")
-            try:
-                H = np.loadtxt(h_file)
-            except ValueError as exc:
-                raise DatasetFormatError(f"cannot read {h_file}: {exc}") from None
             name0, name1 = f"{seq.name}/1.ppm", f"{seq.name}/{k}.ppm"
-            pairs.append(
-                BenchmarkPair(
-                    pair_id=make_pair_id(len(pairs), name0, name1),
-                    image0=seq / "1.ppm",
-                    image1=seq / f"{k}.ppm",
-                    name0=name0,
-                    name1=name1,
-                    gt={"H_0to1": gt_array(H, (3, 3), str(h_file))},
-                )
-            )
-    check_images_exist(pairs, seq_root)
-    for pair in pairs:
-        pair.eval_scale0 = HPATCHES_SHORT_SIDE / min(image_size(pair.image0))
-        pair.eval_scale1 = HPATCHES_SHORT_SIDE / min(image_size(pair.image1))
+            gt = {"H_0to1": gt_array(_read_matrix(h_file), (3, 3), str(h_file))}
+            pairs.append(BenchmarkPair.at(len(pairs), seq_root, name0, name1, gt))
+    set_eval_scales(pairs, seq_root, HPATCHES_SHORT_SIDE, side="shorter")
     return Benchmark("hpatches", "homography", "hpatches", seq_root, pairs)
 
 
@@ -255,22 +236,10 @@ def read_wxbs(root: Path) -> Benchmark | None:
     pairs = []
     for index, corr_file in enumerate(corr_files):
         folder = corr_file.parent
-        try:
-            corrs = np.loadtxt(corr_file, ndmin=2)
-        except ValueError as exc:
-            raise DatasetFormatError(f"cannot read {corr_file}: {exc}") from None
         image0, image1 = _find_image(folder, "01"), _find_image(folder, "02")
         name0, name1 = str(image0.relative_to(base)), str(image1.relative_to(base))
-        pairs.append(
-            BenchmarkPair(
-                pair_id=make_pair_id(index, name0, name1),
-                image0=image0,
-                image1=image1,
-                name0=name0,
-                name1=name1,
-                gt={"corrs_0to1": gt_array(corrs, (-1, 4), str(corr_file))},
-            )
-        )
+        gt = {"corrs_0to1": gt_array(_read_matrix(corr_file), (-1, 4), str(corr_file))}
+        pairs.append(BenchmarkPair.at(index, base, name0, name1, gt))
     return Benchmark("wxbs", "gt_correspondences", "wxbs", base, pairs)
 
 

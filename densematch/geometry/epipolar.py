@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..errors import InputShapeError
 from .camera import as_intrinsics
-from .robust import RansacConfig, check_points, inlier_mask, opencv_flag
+from .robust import RansacConfig, check_points, fit_model, inlier_mask
 
 MIN_MATCHES_F = 8  # OpenCV's RANSAC for F needs 8 points (7-point sampling, 8-point refit)
 
@@ -103,31 +102,7 @@ def estimate_fundamental(kpts0, kpts1, config: RansacConfig | None = None) -> Fu
     kpts0, kpts1 = check_points(kpts0, kpts1)
     if len(kpts0) < MIN_MATCHES_F:
         return None
-    if config.method == "poselib":
-        import poselib
-
-        ransac = {
-            "max_epipolar_error": config.threshold_px,
-            "success_prob": config.confidence,
-            "max_iterations": config.max_iters,
-            "min_iterations": min(100, config.max_iters),
-            "seed": config.seed,
-        }
-        F, info = poselib.estimate_fundamental(kpts0, kpts1, ransac, {})
-        mask = info.get("inliers")
-    else:
-        cv2.setRNGSeed(config.seed)
-        try:
-            F, mask = cv2.findFundamentalMat(
-                kpts0,
-                kpts1,
-                method=opencv_flag(config.method),
-                ransacReprojThreshold=config.threshold_px,
-                confidence=config.confidence,
-                maxIters=config.max_iters,
-            )
-        except cv2.error:
-            return None
+    F, mask = fit_model("fundamental", kpts0, kpts1, config)
     if F is None or np.asarray(F).size < 9:
         return None
     F = np.asarray(F, dtype=np.float64)[:3, :3]  # OpenCV may stack several 7-point solutions

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 
 from ..errors import InputShapeError
 from .camera import as_intrinsics
-from .robust import RansacConfig, check_points, inlier_mask, opencv_flag
+from .robust import RansacConfig, check_points, fit_model, inlier_mask
 
 MIN_MATCHES_H = 4
 
@@ -92,31 +91,7 @@ def estimate_homography(kpts0, kpts1, config: RansacConfig | None = None) -> Hom
     kpts0, kpts1 = check_points(kpts0, kpts1)
     if len(kpts0) < MIN_MATCHES_H:
         return None
-    if config.method == "poselib":
-        import poselib
-
-        ransac = {
-            "max_reproj_error": config.threshold_px,
-            "success_prob": config.confidence,
-            "max_iterations": config.max_iters,
-            "min_iterations": min(100, config.max_iters),
-            "seed": config.seed,
-        }
-        H, info = poselib.estimate_homography(kpts0, kpts1, ransac, {})
-        mask = info.get("inliers")
-    else:
-        cv2.setRNGSeed(config.seed)
-        try:
-            H, mask = cv2.findHomography(
-                kpts0,
-                kpts1,
-                method=opencv_flag(config.method),
-                ransacReprojThreshold=config.threshold_px,
-                maxIters=config.max_iters,
-                confidence=config.confidence,
-            )
-        except cv2.error:
-            return None
+    H, mask = fit_model("homography", kpts0, kpts1, config)
     if H is None:
         return None
     H = np.asarray(H, dtype=np.float64)

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputShapeError
 from .camera import as_intrinsics, mean_focal, normalize_points
-from .robust import RansacConfig, check_points, inlier_mask, opencv_flag
+from .robust import RansacConfig, call_opencv, check_points, inlier_mask, poselib_ransac_options
 
 MIN_MATCHES = 5  # the minimal sample of the five-point solver
 
@@ -76,19 +76,16 @@ def estimate_relative_pose(kpts0, kpts1, K0, K1, config: RansacConfig | None = N
 def _opencv_relative_pose(kpts0, kpts1, K0, K1, config: RansacConfig) -> RelativePose | None:
     pts0, pts1 = normalize_points(kpts0, K0), normalize_points(kpts1, K1)
     threshold = config.threshold_px / mean_focal(K0, K1)
-    cv2.setRNGSeed(config.seed)
-    try:
-        E, mask = cv2.findEssentialMat(
-            pts0,
-            pts1,
-            np.eye(3),
-            method=opencv_flag(config.method),
-            prob=config.confidence,
-            threshold=threshold,
-            maxIters=config.max_iters,
-        )
-    except cv2.error:
-        return None
+    E, mask = call_opencv(
+        cv2.findEssentialMat,
+        pts0,
+        pts1,
+        config,
+        cameraMatrix=np.eye(3),
+        prob=config.confidence,
+        threshold=threshold,
+        maxIters=config.max_iters,
+    )
     if E is None or E.size == 0 or mask is None:
         return None
     ransac_inliers = inlier_mask(mask, len(pts0))
@@ -112,13 +109,7 @@ def _poselib_relative_pose(kpts0, kpts1, K0, K1, config: RansacConfig) -> Relati
 
     if abs(K0[0, 1]) > 1e-9 or abs(K1[0, 1]) > 1e-9:
         raise InputShapeError("the poselib estimator needs intrinsics without skew (K[0, 1] == 0)")
-    ransac = {
-        "max_epipolar_error": config.threshold_px,
-        "success_prob": config.confidence,
-        "max_iterations": config.max_iters,
-        "min_iterations": min(100, config.max_iters),
-        "seed": config.seed,
-    }
+    ransac = poselib_ransac_options(config, "max_epipolar_error")
     pose, info = poselib.estimate_relative_pose(kpts0, kpts1, camera(K0), camera(K1), ransac, {})
     inliers = inlier_mask(info.get("inliers"), len(kpts0))
     if not inliers.any():

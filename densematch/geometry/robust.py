@@ -67,6 +67,54 @@ def opencv_flag(method: str) -> int:
     return {"opencv-ransac": cv2.RANSAC, "opencv-magsac": cv2.USAC_MAGSAC}[method]
 
 
+def poselib_ransac_options(config: RansacConfig, error_key: str) -> dict:
+    """PoseLib's ``ransac_opt`` for ``config``; ``error_key`` names the threshold PoseLib should apply
+    (``max_epipolar_error`` or ``max_reproj_error``)."""
+    return {
+        error_key: config.threshold_px,
+        "success_prob": config.confidence,
+        "max_iterations": config.max_iters,
+        "min_iterations": min(100, config.max_iters),
+        "seed": config.seed,
+    }
+
+
+def call_opencv(function, kpts0, kpts1, config: RansacConfig, **kwargs):
+    """Run a ``cv2.find*`` estimator with the config's method and seed; ``(None, None)`` if OpenCV raises.
+
+    The seed goes to ``cv2.setRNGSeed`` (OpenCV's global generator), so results are reproducible.
+    """
+    cv2.setRNGSeed(config.seed)
+    try:
+        return function(kpts0, kpts1, method=opencv_flag(config.method), **kwargs)
+    except cv2.error:
+        return None, None
+
+
+def fit_model(kind: str, kpts0: np.ndarray, kpts1: np.ndarray, config: RansacConfig):
+    """``(model, inlier mask)`` of a ``"fundamental"`` matrix or ``"homography"`` from PoseLib or
+    OpenCV (thresholds in pixels); ``(None, None)`` when OpenCV fails."""
+    if config.method == "poselib":
+        import poselib
+
+        function, error_key = {
+            "fundamental": (poselib.estimate_fundamental, "max_epipolar_error"),
+            "homography": (poselib.estimate_homography, "max_reproj_error"),
+        }[kind]
+        model, info = function(kpts0, kpts1, poselib_ransac_options(config, error_key), {})
+        return model, info.get("inliers")
+    function = {"fundamental": cv2.findFundamentalMat, "homography": cv2.findHomography}[kind]
+    return call_opencv(
+        function,
+        kpts0,
+        kpts1,
+        config,
+        ransacReprojThreshold=config.threshold_px,
+        confidence=config.confidence,
+        maxIters=config.max_iters,
+    )
+
+
 def check_points(kpts0, kpts1) -> tuple[np.ndarray, np.ndarray]:
     """Two ``(N, 2)`` float64 arrays of corresponding points; raises :class:`InputShapeError` otherwise."""
     kpts0 = np.asarray(kpts0, dtype=np.float64)
