@@ -51,7 +51,7 @@ def test_sift_recovers_kitti_poses(shared_data, tmp_path):
     """The convention check of shared/data/README.md section 3.1, through the benchmark (2 pairs)."""
     bench = load_benchmark(shared_data / "kitti_odometry_00").subset(2)
     result = run_benchmark(
-        bench, get_matcher("sift", num=4000), {"matcher": "sift"}, tmp_path, BenchmarkOptions()
+        bench, get_matcher("sift", num=2000), {"matcher": "sift"}, tmp_path, BenchmarkOptions()
     )
     for row in result.rows:
         assert row["err_R_deg"] < 1.0 and row["err_t_deg"] < 5.0
