@@ -63,10 +63,8 @@ def predict_all(
     predictions, missing = {}, []
     bar = tqdm(benchmark.pairs, desc=f"matching {benchmark.name}", unit="pair", disable=not options.progress)
     for pair in bar:
-        need_dense = pair.has_dense_gt and (matcher is None or matcher.is_dense)
-        prediction = cache.load(pair.pair_id, need_dense=need_dense)
-        if prediction is None and pair.has_dense_gt and matcher is None:
-            prediction = cache.load(pair.pair_id)  # metrics-only: a sparse cache is fine
+        need_dense = pair.has_dense_gt and matcher is not None and matcher.is_dense
+        prediction = cache.load(pair.pair_id, need_dense=need_dense)  # metrics-only: whatever is cached
         if prediction is None:
             if options.metrics_only or matcher is None:
                 missing.append(pair.pair_id)
@@ -127,9 +125,9 @@ def run_benchmark(
     }
     with atomic_write(output / "results.jsonl", "w") as handle:
         for row in rows:
-            handle.write(json.dumps(row) + "\n")
+            handle.write(json.dumps(row, allow_nan=False) + "\n")
     with atomic_write(output / "summary.json", "w") as handle:
-        json.dump(summary, handle, indent=2)
+        json.dump(summary, handle, indent=2, allow_nan=False)
     return BenchmarkResult(summary, rows)
 
 
