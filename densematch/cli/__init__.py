@@ -11,6 +11,7 @@ from ..errors import DensematchError
 # subcommand name -> module in densematch.cli defining add_arguments(parser) and run(args) -> int
 COMMANDS = {
     "match": "densematch.cli.match",
+    "benchmark": "densematch.cli.benchmark",
 }
 
 

@@ -17,20 +17,38 @@ class SiftMatcher(PairMatcher):
         ratio: Lowe's ratio threshold (first / second nearest neighbour distance).
         root_sift: use RootSIFT descriptors (L1-normalise, square root).
         mutual: keep only mutual nearest neighbours in addition to the ratio test.
+        contrast_threshold: OpenCV's ``contrastThreshold`` (default 0.04); a very low value (e.g.
+            -10000, as in the WxBS benchmark's SIFT example) keeps the ``max_keypoints`` strongest
+            detections however weak.
+        edge_threshold: OpenCV's ``edgeThreshold`` (default 10); large values keep edge-like blobs.
     """
 
     name = "sift"
 
-    def __init__(self, max_keypoints: int = 8000, ratio: float = 0.8, root_sift: bool = False, mutual: bool = False):
+    def __init__(
+        self,
+        max_keypoints: int = 8000,
+        ratio: float = 0.8,
+        root_sift: bool = False,
+        mutual: bool = False,
+        contrast_threshold: float = 0.04,
+        edge_threshold: float = 10.0,
+    ):
         self.max_keypoints = int(max_keypoints)
         self.ratio = float(ratio)
         self.root_sift = bool(root_sift)
         self.mutual = bool(mutual)
+        self.contrast_threshold = float(contrast_threshold)
+        self.edge_threshold = float(edge_threshold)
 
     def detect(self, image) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """Keypoints ``(N, 2)`` in OpenCV pixels, descriptors ``(N, 128)`` float32 and ``(width, height)``."""
         grey = np.asarray(load_image(image, mode="L"))
-        sift = cv2.SIFT_create(nfeatures=self.max_keypoints)
+        sift = cv2.SIFT_create(
+            nfeatures=self.max_keypoints,
+            contrastThreshold=self.contrast_threshold,
+            edgeThreshold=self.edge_threshold,
+        )
         keypoints, descriptors = sift.detectAndCompute(grey, None)
         points = np.array([kp.pt for kp in keypoints], dtype=np.float64).reshape(-1, 2)
         if descriptors is None:
