@@ -50,15 +50,15 @@ class Prediction:
 def predict_pair(matcher: PairMatcher, image0, image1, dense: bool) -> Prediction:
     """Run ``matcher`` on one pair (and its dense warp when ``dense`` and the matcher is dense)."""
     start = time.perf_counter()
-    matches = matcher.match_pair(image0, image1)
-    prediction = Prediction(matches=matches, time_match_s=time.perf_counter() - start)
     if dense and matcher.is_dense:
-        start = time.perf_counter()
-        field = matcher.match_dense(image0, image1)
-        prediction.time_dense_s = time.perf_counter() - start
-        if field is not None:
-            prediction.warp = np.asarray(field.warp, dtype=np.float32)
-            prediction.certainty = np.asarray(field.certainty, dtype=np.float16)
+        matches, field = matcher.match_pair_and_dense(image0, image1)  # one network run for both
+    else:
+        matches, field = matcher.match_pair(image0, image1), None
+    prediction = Prediction(matches=matches, time_match_s=time.perf_counter() - start)
+    if field is not None:
+        prediction.time_dense_s = 0.0  # included in time_match_s: one network run gives both
+        prediction.warp = np.asarray(field.warp, dtype=np.float32)
+        prediction.certainty = np.asarray(field.certainty, dtype=np.float16)
     return prediction
 
 

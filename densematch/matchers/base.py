@@ -66,6 +66,10 @@ class PairMatcher(ABC):
         """A dense warp image0 -> image1, or None for sparse matchers."""
         return None
 
+    def match_pair_and_dense(self, image0, image1) -> tuple[Matches, DenseField | None]:
+        """Both outputs; dense matchers get them from one network run."""
+        return self.match_pair(image0, image1), self.match_dense(image0, image1)
+
     @property
     def is_dense(self) -> bool:
         return False

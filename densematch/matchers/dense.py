@@ -36,7 +36,16 @@ class DenseModelMatcher(PairMatcher):
         return image0.size, image1.size, warp, certainty
 
     def match_pair(self, image0, image1) -> Matches:
-        size0, size1, warp, certainty = self._run(image0, image1)
+        return self._sample(*self._run(image0, image1))
+
+    def match_dense(self, image0, image1) -> DenseField:
+        return self._dense(*self._run(image0, image1))
+
+    def match_pair_and_dense(self, image0, image1) -> tuple[Matches, DenseField]:
+        outputs = self._run(image0, image1)
+        return self._sample(*outputs), self._dense(*outputs)
+
+    def _sample(self, size0, size1, warp, certainty) -> Matches:
         generator = torch.Generator(device="cpu").manual_seed(self.seed)
         matches, scores = self.model.sample(warp, certainty, num=self.num, generator=generator)
         matches = matches.double().cpu()
@@ -44,8 +53,8 @@ class DenseModelMatcher(PairMatcher):
         kpts1 = normalized_to_pixel(matches[:, 2:], *size1).numpy()
         return Matches(kpts0, kpts1, scores.double().cpu().numpy(), size0, size1)
 
-    def match_dense(self, image0, image1) -> DenseField:
-        (w0, h0), (w1, h1), warp, certainty = self._run(image0, image1)
+    def _dense(self, size0, size1, warp, certainty) -> DenseField:
+        (w0, h0), (w1, h1) = size0, size1
         width = certainty.shape[-1] // 2 if getattr(self.model, "symmetric", False) else certainty.shape[-1]
         field = warp[0, :, :width, 2:].permute(2, 0, 1)[None].float()  # (1, 2, Hm, Wm), A->B half
         cert = certainty[0, :, :width][None, None].float()

@@ -84,13 +84,14 @@ class RomatchAPI:
         return torch.cat((inds_a, inds_b), dim=-1) if return_inds else torch.cat((x_A[inds_a], x_B[inds_b]), dim=-1)
 
     def visualize_warp(self, warp, certainty, im_A=None, im_B=None, im_A_path=None, im_B_path=None,
-                       device=None, symmetric=True, save_path=None, unnormalize=False):
+                       device=None, symmetric=None, save_path=None, unnormalize=False):
         """Blend B's colours warped onto A (and A's onto B when symmetric) with white by certainty.
 
         ``warp`` ``(H, 2W, 4)`` (symmetric) or ``(H, W, 4)``; returns ``(3, H, 2W)`` in [0, 1].
         """
         from ..viz import warp_image
 
+        symmetric = self.symmetric if symmetric is None else symmetric
         return warp_image(warp, certainty, im_A, im_B, im_A_path, im_B_path, device=device, symmetric=symmetric,
                           save_path=save_path)
 
