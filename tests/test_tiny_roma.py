@@ -26,6 +26,15 @@ from densematch.weights import cache_dir
 NAME = "tiny_roma_v1_outdoor"
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """One thread: these ops are small, and two threads on a busy 2-core machine run many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def random_state(seed: int = 0) -> dict:
     """Random Tiny RoMa weights whose every part changes the output.
 
@@ -246,6 +255,16 @@ def test_exact_softmax_of_a_peaked_volume_is_the_peak_cell_centre(model):
     torch.testing.assert_close(warp, centres, atol=1e-6, rtol=0)
 
 
+def test_matches_outside_image_b_are_kept_unclamped_with_their_certainty(state):
+    shifted = {k: v.clone() for k, v in state.items()}
+    shifted["fine_matcher.4.bias"][0] += 100.0  # every match moves 100 px right in B (64 px wide)
+    a, b = torch.rand(2, 1, 3, 64, 64)
+    warp, certainty = build_tiny_roma(weights=shifted).match(a, b)
+    outside = warp[..., 2] > 1
+    assert outside.float().mean() > 0.9
+    assert warp[..., 2].max() > 3 and (certainty[outside] > 0).all()
+
+
 def test_batched_match_equals_pairwise_match(model):
     g = torch.Generator().manual_seed(7)
     a, b = torch.rand(3, 3, 96, 128, generator=g), torch.rand(3, 3, 96, 128, generator=g)
@@ -258,6 +277,7 @@ def test_batched_match_equals_pairwise_match(model):
 
 # --- the match() contract ------------------------------------------------------------------------------
 def test_match_output_contract(model):
+    assert torch.get_num_threads() == 1
     g = torch.Generator().manual_seed(9)
     a, b = torch.rand(2, 3, 70, 100, generator=g), torch.rand(2, 3, 64, 64, generator=g)
     warp, certainty = model.match(a, b)
@@ -295,7 +315,7 @@ def test_bad_input_gives_clear_errors(model, a, b, error, needle):
         model.match(a, b)
 
 
-def test_sample_and_dense_matcher_adapter(state, shared_data):
+def test_dense_matcher_adapter_on_real_images(state, shared_data):
     from densematch.matchers import get_matcher
 
     matcher = get_matcher(NAME, weights=state, num=300)
@@ -304,6 +324,25 @@ def test_sample_and_dense_matcher_adapter(state, shared_data):
     assert 0 < len(matches) <= 300 and matches.size0 == (640, 480) and matches.size1 == (618, 640)
     field = matcher.match_dense(demo / "roma_sacre_coeur_A.jpg", demo / "roma_sacre_coeur_B.jpg")
     assert field.warp.shape == (480, 640, 2) and field.certainty.shape == (480, 640)
-    warp, certainty = matcher.model.match(demo / "roma_sacre_coeur_A.jpg", demo / "roma_sacre_coeur_B.jpg")
-    sampled, scores = matcher.model.sample(warp, certainty, generator=torch.Generator().manual_seed(0))
-    assert sampled.shape[1] == 4 and len(sampled) <= 5000 and len(scores) == len(sampled)
+
+
+def test_sample_defaults_to_5000_balanced_matches(model):
+    g = torch.Generator().manual_seed(11)
+    a, b = torch.rand(2, 1, 3, 96, 128, generator=g)
+    warp, certainty = model.match(a, b)
+    sampled, scores = model.sample(warp, certainty, generator=torch.Generator().manual_seed(0))
+    assert sampled.shape == (5000, 4) and scores.shape == (5000,)
+    rows = {tuple(r) for r in sampled.tolist()}
+    assert len(rows) == 5000  # without replacement
+    assert rows <= {tuple(r) for r in warp.reshape(-1, 4).tolist()}
+
+
+@pytest.mark.parametrize("freeze_xfeat", [False, True])
+def test_training_mode_backpropagates_into_the_backbone_unless_frozen(freeze_xfeat):
+    torch.manual_seed(0)
+    model = build_tiny_roma(weights=False, freeze_xfeat=freeze_xfeat).train()
+    corresps = model({"im_A": torch.rand(2, 3, 64, 64), "im_B": torch.rand(2, 3, 64, 64)})
+    (corresps[4]["flow"].square().mean() + corresps[8]["certainty"].mean()).backward()
+    assert model.coarse_matcher[0].layer[0].weight.grad.abs().sum() > 0
+    backbone_grad = model.xfeat[0].block1[0].layer[0].weight.grad
+    assert (backbone_grad is None) == freeze_xfeat

@@ -254,10 +254,12 @@ class TinyRoMa(nn.Module, RomatchAPI):
         return super().sample(matches, certainty, num=num, generator=generator)
 
     def _inputs(self, im_a, im_b, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-        """Paths / PIL images -> ``(1, 3, H, W)`` in [0, 1]; tensors are checked and moved to ``device``."""
+        """Paths / PIL images -> ``(1, 3, H, W)`` in [0, 1]; tensors are checked. Both go to ``device`` and
+        the weights' dtype (float32 unless the model was converted)."""
+        dtype = next(self.parameters()).dtype
         tensors = isinstance(im_a, torch.Tensor), isinstance(im_b, torch.Tensor)
         if not any(tensors):
-            return tuple(to_tensor(load_image(image))[None].to(device) for image in (im_a, im_b))
+            return tuple(to_tensor(load_image(image))[None].to(device, dtype) for image in (im_a, im_b))
         if not all(tensors):
             raise InputShapeError("pass both images as tensors, or both as paths / PIL images")
         for name, t in (("im_A", im_a), ("im_B", im_b)):
@@ -269,7 +271,7 @@ class TinyRoMa(nn.Module, RomatchAPI):
         if im_a.shape[0] != im_b.shape[0]:
             raise InputShapeError(f"im_A and im_B must have the same batch size, got {im_a.shape[0]} and "
                                   f"{im_b.shape[0]}")
-        return im_a.to(device, torch.float32), im_b.to(device, torch.float32)
+        return im_a.to(device, dtype), im_b.to(device, dtype)
 
 
 def build_tiny_roma(device="cpu", weights=None, spec: WeightFile | None = None,
