@@ -20,9 +20,10 @@ these quirks of the published code, which the checkpoint was evaluated with:
 Deviations from upstream, all outside the numbers: the batch dimension is kept for path/PIL inputs
 (upstream drops it); images are converted to RGB before the grey mean (upstream averages whatever
 channels the file has, alpha included); batches of more than one pair are matched correctly (upstream
-broadcasts the extra slot's probability against the batch axis, which is wrong for B = 2 and fails
-for B > 2; for B = 1 both agree); peak memory of the coarse match is bounded by processing A's cells
-in chunks.
+broadcasts the extra slot's probability ``(B, h, w)`` against the coordinate axis of ``(B, 2, h, w)``:
+for B = 2, pair b's y (b = 0) or x (b = 1) is weighted with the *other* pair's probability, which is
+usually close to 1 for both, so the error is small; B > 2 raises. For B = 1 both agree); the peak
+memory of the coarse match is bounded by processing A's cells in chunks.
 """
 
 from __future__ import annotations
@@ -57,8 +58,8 @@ class TinyRomaArchitecture:
 
 @dataclass(frozen=True)
 class TinyRomaSettings:
-    """Inference behaviour; change it on a built model through the romatch-named attributes
-    (``model.exact_softmax``, ``model.sample_mode``, ``model.sample_thresh``)."""
+    """Behaviour that the weights do not depend on. Change it on a built model through ``model.settings``
+    or the romatch-named attributes ``exact_softmax``, ``sample_mode`` and ``sample_thresh``."""
 
     exact_softmax: bool = False  # full softmax over B's cells (training behaviour); False = published approx.
     softmax_stride: int = 4  # B's cells are subsampled by this per axis in the approximate softmax
