@@ -9,13 +9,12 @@ cannot be built or ../shared is absent.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO
+from conftest import fraction_close, run_oracle
 from PIL import Image
 
 from densematch.conventions import normalized_grid
@@ -66,11 +65,6 @@ def model(state) -> TinyRoMa:
     return build_tiny_roma(weights=state)
 
 
-def fraction_close(a: torch.Tensor, b: torch.Tensor, atol: float = 1e-4) -> float:
-    assert a.shape == b.shape, (a.shape, b.shape)
-    return ((a.double() - b.double()).abs() <= atol).double().mean().item()
-
-
 # --- parity with upstream ---------------------------------------------------------------------------
 def _parity_cases(demo: Path) -> dict:
     g = torch.Generator().manual_seed(1)
@@ -88,33 +82,12 @@ def _parity_cases(demo: Path) -> dict:
     }
 
 
-def _oracle_python(shared_dir: Path) -> str:
-    """The reference venv's python (ROMATCH_ORACLE or the script's default location); skip if unavailable."""
-    script = shared_dir / "tools" / "romatch-oracle.sh"
-    if not script.is_file():
-        pytest.skip(f"{script} not found")
-    try:
-        done = subprocess.run(["bash", str(script)], capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot build the romatch reference venv: {exc}")
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        pytest.skip(f"cannot build the romatch reference venv: {done.stderr[-500:]}")
-    return lines[-1]
-
-
 @pytest.fixture(scope="module")
-def reference(shared_data, state, tmp_path_factory) -> dict:
+def reference(oracle_python, shared_data, state, tmp_path_factory) -> dict:
     """Upstream outputs for every parity case, from one run of tests/oracle/tiny_ref.py."""
-    python = _oracle_python(shared_data.parent)
     cases = _parity_cases(shared_data / "demo_pairs")
-    tmp = tmp_path_factory.mktemp("tiny_oracle")
-    torch.save({"weights": state, "cases": list(cases.values())}, tmp / "spec.pt")
-    done = subprocess.run([python, str(REPO / "tests" / "oracle" / "tiny_ref.py"), str(tmp / "spec.pt"),
-                           str(tmp / "out.pt")], capture_output=True, text=True, timeout=600)
-    if done.returncode != 0:
-        raise RuntimeError(f"reference run failed:\n{done.stderr[-3000:]}")
-    results = torch.load(tmp / "out.pt", weights_only=True)["results"]
+    spec = {"weights": state, "cases": list(cases.values())}
+    results = run_oracle(oracle_python, "tiny_ref.py", spec, tmp_path_factory.mktemp("tiny_oracle"))["results"]
     return {name: (case, result) for (name, case), result in zip(cases.items(), results, strict=True)}
 
 
