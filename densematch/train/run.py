@@ -1,0 +1,88 @@
+"""Training a registered model end to end: recipe, model, data sources, losses, trainer.
+
+>>> from densematch.train import TrainConfig, train
+>>> train(TrainConfig(model="tiny_roma_v1_outdoor", data=("images/",), output="runs/tiny", steps=300,
+...                   batch_size=4, resolution=(256, 320)))
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from .config import ModelRecipe, TrainConfig, get_recipe, group_learning_rates, resolved_resolution
+from .distributed import DistributedContext, init_distributed, shutdown
+from .losses import CountReducer, RomaLoss, RomaLossConfig, TinyRomaLoss
+from .sources import TrainingSource, open_source
+from .trainer import Trainer, TrainResult
+
+
+def make_loss(
+    recipe: ModelRecipe, source: TrainingSource, count_reducer: CountReducer | None = None
+) -> nn.Module:
+    """The published loss of ``recipe`` for one data source."""
+    if recipe.loss == "tiny_roma":
+        return TinyRomaLoss(count_reducer=count_reducer)
+    if recipe.loss == "roma":
+        ce_weight = 0.0 if source.kind in recipe.no_certainty_kinds else RomaLossConfig.ce_weight
+        return RomaLoss(RomaLossConfig(ce_weight=ce_weight), count_reducer=count_reducer)
+    raise ValueError(f"unknown loss '{recipe.loss}' in the recipe of {recipe.name}")
+
+
+def build_model(config: TrainConfig, recipe: ModelRecipe, device) -> nn.Module:
+    """The registered model, randomly initialised (or from ``config.init``), with frozen parts frozen.
+
+    ``config.init``: None = random initialisation (the factory contract ``weights=False``; frozen
+    pretrained parts such as DINOv2 still load their own published weights), "published" = the
+    published checkpoint, else a weights file.
+    """
+    from ..registry import load
+
+    weights = {None: False, "published": None}.get(config.init, config.init)
+    model = load(config.model, device=device, weights=weights, **dict(recipe.build_kwargs))
+    freeze(model, recipe.frozen)
+    return model
+
+
+def freeze(model: nn.Module, patterns) -> None:
+    """Stop training every parameter whose name contains one of ``patterns``."""
+    for name, param in model.named_parameters():
+        if any(pattern in name for pattern in patterns):
+            param.requires_grad_(False)
+
+
+def train(
+    config: TrainConfig,
+    *,
+    resume: bool = False,
+    device: str | None = None,
+    model: nn.Module | None = None,
+    context: DistributedContext | None = None,
+) -> TrainResult:
+    """Train ``config.model`` (or the given ``model``, trained with that name's recipe) per ``config``.
+
+    Joins the DDP process group when started by ``torchrun`` (unless a ``context`` is given).
+    """
+    recipe = get_recipe(config.model)
+    resolution = resolved_resolution(config, recipe)
+    own_context = context is None
+    context = context or init_distributed(device)
+    try:
+        sources = [open_source(spec, resolution, seed=config.seed) for spec in config.data]
+        if model is None:
+            model = build_model(config, recipe, context.device)
+        else:
+            freeze(model, recipe.frozen)
+        trainer = Trainer(
+            model,
+            sources,
+            config,
+            loss_for=lambda s, r: make_loss(recipe, s, r),
+            groups=recipe.groups,
+            rates=group_learning_rates(config, recipe),
+            input_norm=recipe.input_norm,
+            context=context,
+        )
+        return trainer.fit(resume=resume)
+    finally:
+        if own_context:
+            shutdown(context)
