@@ -14,7 +14,7 @@ from densematch.conventions import normalized_to_pixel, pixel_to_normalized
 from densematch.data.homography import HomographyConfig, HomographyPairs
 from densematch.data.megadepth import MegaDepthConfig, MegaDepthFormatError, megadepth_scenes, scene_names
 from densematch.data.scannet import ScanNetConfig, ScanNetFormatError, scannet_indices
-from densematch.data.transforms import hflip_intrinsics, scale_intrinsics, shift
+from densematch.data.transforms import hflip_intrinsics, scale_intrinsics, shift, to_tensor
 from densematch.errors import DensematchError
 
 
@@ -255,3 +255,67 @@ def test_shift_and_flip_move_content_and_intrinsics_together():
 def test_pixel_conversions_roundtrip_sanity():
     uv = np.array([[0.0, 0.0], [63.0, 47.0]])
     assert np.allclose(normalized_to_pixel(pixel_to_normalized(uv, 64, 48), 64, 48), uv)
+
+
+# ------------------------------------------------------------------------------------------ synthetic sources
+class FakeSyntheticPairs(torch.utils.data.Dataset):
+    """Stands in for densematch.data.synthetic.SyntheticPairs: plane pairs at 96 x 72 with a hole."""
+
+    def __init__(self, root):
+        self.root = root
+        self.scene = PlaneScene((96, 72), seed=7)
+
+    def __len__(self):
+        return 2
+
+    def __getitem__(self, index):
+        from densematch.data.transforms import depth_pair_sample
+
+        image0 = smooth_texture(96, 72, seed=index)
+        image1 = cv2.warpPerspective(image0, self.scene.H_0to1, (96, 72), flags=cv2.INTER_CUBIC)
+        sample = depth_pair_sample(
+            to_tensor(image0),
+            to_tensor(image1),
+            torch.tensor(self.scene.depth0(), dtype=torch.float32),
+            torch.tensor(self.scene.depth1(), dtype=torch.float32),
+            self.scene.K0,
+            self.scene.K1,
+            self.scene.T_0to1,
+        )
+        sample["valid0"][:, :30] = False  # a hole known only to the engine
+        return sample
+
+
+def test_synthetic_source_is_detected_resized_and_keeps_the_engine_mask(tmp_path, monkeypatch):
+    import json
+    import sys
+    import types
+
+    from densematch.train.sources import open_source
+
+    fake = types.ModuleType("densematch.data.synthetic")
+    fake.SyntheticPairs = FakeSyntheticPairs
+    monkeypatch.setitem(sys.modules, "densematch.data.synthetic", fake)
+    folder = tmp_path / "synth"
+    folder.mkdir()
+    (folder / "pairs.json").write_text(
+        json.dumps({"pairs": [{"image0": "a", "depth0": "d", "depth1": "e", "valid0": "v"}]})
+    )
+    source = open_source(str(folder), (48, 64))
+    assert source.kind == "synthetic" and source.targets == "both"
+    sample = source.pairs.sample(1, np.random.default_rng(0))
+    assert sample["image0"].shape == (3, 48, 64) and sample["depth1"].shape == (48, 64)
+    H = resized_homography(FakeSyntheticPairs(folder).scene.H_0to1, (96, 72), (64, 48), (96, 72), (64, 48))
+    u1 = normalized_to_pixel(sample["warp0"].double(), 64, 48).numpy()
+    u, v = np.meshgrid(np.arange(64.0), np.arange(48.0))
+    expected = apply_homography(H, np.stack([u, v], axis=-1))
+    valid = sample["valid0"].numpy()
+    assert valid[:, :19].sum() == 0 and valid[:, 22:].mean() > 0.6  # the hole (30 of 96 px) survives resizing
+    assert np.abs(u1[valid] - expected[valid]).max() < 0.05
+    good, wrong = photometric_error(sample)
+    assert good < 0.04 and wrong > 3 * good
+    # a shared-data folder (pairs.json without depth) is just a folder of images
+    (tmp_path / "plain").mkdir()
+    write_image_folder(tmp_path / "plain", count=1)
+    (tmp_path / "plain" / "pairs.json").write_text(json.dumps({"pairs": [{"image0": "a", "H_0to1": []}]}))
+    assert open_source(str(tmp_path / "plain"), (48, 64)).kind == "homography"

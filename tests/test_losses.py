@@ -362,3 +362,14 @@ def test_losses_match_romatch(tmp_path):
     depth_batch = case["batch"]
     assert RomaLoss()(case["roma"], depth_batch).total.item() == pytest.approx(upstream_roma, rel=1e-5)
     assert TinyRomaLoss()(case["tiny"], depth_batch).total.item() == pytest.approx(upstream_tiny, rel=1e-5)
+
+
+def test_both_source_keeps_depth_targets_where_valid0_agrees():
+    scene = PlaneScene((64, 48), seed=4)
+    batch = plane_batch([scene])
+    batch["valid0"][0, :, :32] = False  # e.g. a hole the data engine knows about and the depth does not
+    depth_warp, depth_prob = ground_truth_at(batch, 12, 16, TargetConfig(source="depth"))
+    warp, prob = ground_truth_at(batch, 12, 16, TargetConfig(source="both"))
+    assert torch.equal(warp, depth_warp)
+    assert prob[0, :, :8].sum() == 0 and torch.equal(prob[0, :, 8:], depth_prob[0, :, 8:] * prob[0, :, 8:])
+    assert prob[0, :, 9:].sum() > 0.8 * depth_prob[0, :, 9:].sum()

@@ -106,7 +106,7 @@ def test_training_improves_matching(image_dir, tmp_path):
     before = epe_px(model)
     trainer = Trainer(
         model,
-        [TrainingSource("mild", "homography", ConcatPairs([pairs]))],
+        [TrainingSource("mild", "homography", ConcatPairs([pairs]), "warp")],
         config,
         loss_for=lambda s, r: make_loss(recipe, s, r),
         groups=recipe.groups,

@@ -40,10 +40,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .targets import TargetConfig, ground_truth_at
+from .targets import DEFAULT_TARGETS, TargetConfig, ground_truth_at
 
 CountReducer = Callable[[torch.Tensor], torch.Tensor]
-DEFAULT_TARGETS = TargetConfig()
 
 
 @dataclass(frozen=True)

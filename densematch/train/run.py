@@ -13,6 +13,7 @@ from .config import ModelRecipe, TrainConfig, get_recipe, group_learning_rates, 
 from .distributed import DistributedContext, init_distributed, shutdown
 from .losses import CountReducer, RomaLoss, RomaLossConfig, TinyRomaLoss
 from .sources import TrainingSource, open_source
+from .targets import TargetConfig
 from .trainer import Trainer, TrainResult
 
 
@@ -20,11 +21,12 @@ def make_loss(
     recipe: ModelRecipe, source: TrainingSource, count_reducer: CountReducer | None = None
 ) -> nn.Module:
     """The published loss of ``recipe`` for one data source."""
+    targets = TargetConfig(source=source.targets)
     if recipe.loss == "tiny_roma":
-        return TinyRomaLoss(count_reducer=count_reducer)
+        return TinyRomaLoss(targets=targets, count_reducer=count_reducer)
     if recipe.loss == "roma":
         ce_weight = 0.0 if source.kind in recipe.no_certainty_kinds else RomaLossConfig.ce_weight
-        return RomaLoss(RomaLossConfig(ce_weight=ce_weight), count_reducer=count_reducer)
+        return RomaLoss(RomaLossConfig(ce_weight=ce_weight), targets=targets, count_reducer=count_reducer)
     raise ValueError(f"unknown loss '{recipe.loss}' in the recipe of {recipe.name}")
 
 

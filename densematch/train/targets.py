@@ -1,7 +1,8 @@
 """Ground-truth correspondences at the resolution of one output scale of a model.
 
 The losses need, for every cell centre of the ``(h, w)`` grid of a scale, where it lands in image 1
-(normalised coordinates, :mod:`densematch.conventions`) and whether that is known. Two sources:
+(normalised coordinates, :mod:`densematch.conventions`) and whether that is known. Two sources (and
+their combination "both", see :class:`TargetConfig`):
 
 ``depth`` (the published RoMa behaviour, ``romatch.utils.get_gt_warp``)
     Sample depth0 bilinearly at the cell centres, unproject with ``K0``, move with ``T_0to1``, project
@@ -11,7 +12,7 @@ The losses need, for every cell centre of the ``(h, w)`` grid of a scale, where 
     MegaDepth intrinsics use the pixel-corner convention; the readers convert), so the pixel conversions
     differ from romatch's by the half-pixel shift that makes the two consistent.
 
-``warp`` (pairs without depth: homographies, synthetic pairs)
+``warp`` (pairs without depth, e.g. homographies)
     Sample ``warp0`` bilinearly at the cell centres. A cell is valid when the pixels that enter the
     bilinear sample are all valid and their warps agree with the interpolated one within
     ``max_spread_px`` pixels of image 1 (so cells straddling a discontinuity of the warp are dropped,
@@ -32,59 +33,60 @@ from ..geometry.warps import transform, unproject
 DEPTH_KEYS = ("depth0", "depth1", "K0", "K1", "T_0to1")
 
 
+SOURCES = ("auto", "depth", "warp", "both")
+
+
 @dataclass(frozen=True)
 class TargetConfig:
-    """How the per-scale ground truth is made from a batch."""
+    """How the per-scale ground truth is made from a batch.
 
-    source: str = (
-        "auto"  # "auto" (depth when the batch has depth0/depth1/K0/K1/T_0to1, else warp), "depth", "warp"
-    )
+    ``source``: "depth" (published RoMa), "warp" (from ``warp0``/``valid0``), "both" (the depth GT, valid
+    only where ``valid0`` also is: for pairs whose ``valid0`` knows more than their depth, e.g. the holes of
+    synthetic views), or "auto" (depth when the batch has depth0, depth1, K0, K1 and T_0to1, else warp).
+    """
+
+    source: str = "auto"
     depth_interpolation: str = "bilinear"  # grid_sample mode for the depth maps (romatch: "bilinear")
     relative_depth_error: float = 0.05  # depth-consistency threshold of the depth source
-    max_spread_px: float = (
-        4.0  # warp source: drop cells whose bilinear neighbours disagree by more (image-1 px)
-    )
+    max_spread_px: float = 4.0  # warp source: drop cells whose warp varies more (image-1 pixels)
 
 
-def ground_truth_at(batch: dict, height: int, width: int, config: TargetConfig = TargetConfig()):
+DEFAULT_TARGETS = TargetConfig()
+
+
+def ground_truth_at(batch: dict, height: int, width: int, config: TargetConfig = DEFAULT_TARGETS):
     """GT warp ``(B, height, width, 2)`` float32 (normalised, image 1) and validity ``(B, height, width)``
     float32 in {0, 1} at the cell centres of a ``height x width`` grid over image 0.
 
     Non-finite warps (e.g. NaN at invalid pixels of ``warp0``) become 0 and invalid, so that they cannot
     poison gradients through the masked losses.
     """
-    warp, prob = _targets(batch, height, width, config)
+    if config.source not in SOURCES:
+        raise ValueError(f"unknown ground-truth source '{config.source}'; use one of {', '.join(SOURCES)}")
+    source = config.source
+    if source == "auto":
+        source = "depth" if all(key in batch for key in DEPTH_KEYS) else "warp"
+    if source in ("depth", "both"):
+        _require(batch, DEPTH_KEYS, "depth")
+        warp, prob = depth_targets(
+            batch["depth0"], batch["depth1"], batch["K0"], batch["K1"], batch["T_0to1"], height, width,
+            mode=config.depth_interpolation, rel_tol=config.relative_depth_error,
+        )  # fmt: skip
+    if source in ("warp", "both"):
+        _require(batch, ("warp0", "valid0"), source)
+        size1 = tuple(batch["image1"].shape[-2:]) if "image1" in batch else tuple(batch["warp0"].shape[1:3])
+        from_warp = warp_targets(
+            batch["warp0"], batch["valid0"], height, width, size1=size1, max_spread_px=config.max_spread_px
+        )
+        warp, prob = (warp, prob * from_warp[1]) if source == "both" else from_warp
     finite = torch.isfinite(warp).all(dim=-1)
     return torch.where(finite[..., None], warp, torch.zeros_like(warp)), prob * finite
 
 
-def _targets(batch: dict, height: int, width: int, config: TargetConfig):
-    source = config.source
-    if source == "auto":
-        source = "depth" if all(key in batch for key in DEPTH_KEYS) else "warp"
-    if source == "depth":
-        missing = [key for key in DEPTH_KEYS if key not in batch]
-        if missing:
-            raise InputShapeError(f"depth ground truth needs the batch keys {', '.join(missing)}")
-        return depth_targets(
-            batch["depth0"],
-            batch["depth1"],
-            batch["K0"],
-            batch["K1"],
-            batch["T_0to1"],
-            height,
-            width,
-            mode=config.depth_interpolation,
-            rel_tol=config.relative_depth_error,
-        )
-    if source == "warp":
-        if "warp0" not in batch or "valid0" not in batch:
-            raise InputShapeError("warp ground truth needs the batch keys warp0 and valid0")
-        size1 = tuple(batch["image1"].shape[-2:]) if "image1" in batch else tuple(batch["warp0"].shape[1:3])
-        return warp_targets(
-            batch["warp0"], batch["valid0"], height, width, size1=size1, max_spread_px=config.max_spread_px
-        )
-    raise ValueError(f"unknown ground-truth source '{config.source}'; use 'auto', 'depth' or 'warp'")
+def _require(batch: dict, keys, what: str) -> None:
+    missing = [key for key in keys if key not in batch]
+    if missing:
+        raise InputShapeError(f"{what} ground truth needs the batch keys {', '.join(missing)}")
 
 
 @torch.no_grad()
