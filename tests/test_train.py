@@ -320,3 +320,21 @@ def test_cli_reports_bad_input(image_dir, tmp_path, capsys):
     )
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+# ------------------------------------------------------------------------------------------ precision / devices
+def test_bf16_autocast_runs_on_cpu(image_dir, tmp_path):
+    full = make_trainer(tiny_config(image_dir, tmp_path / "fp32", steps=2)).fit()
+    mixed = make_trainer(tiny_config(image_dir, tmp_path / "bf16", steps=2, amp="bf16")).fit()
+    first = [read_metrics(r.metrics)[0]["loss"] for r in (full, mixed)]
+    assert first[1] == pytest.approx(first[0], rel=0.05) and first[1] != first[0]
+
+
+@pytest.mark.gpu
+def test_fp16_training_on_cuda(image_dir, tmp_path):
+    model = StandInTinyRoma().cuda()
+    trainer = make_trainer(tiny_config(image_dir, tmp_path / "cuda", steps=3), model=model)
+    assert trainer.scaler.is_enabled() and trainer.amp_dtype == torch.float16
+    result = trainer.fit()
+    assert result.step == 3 and all(np.isfinite(m["loss"]) for m in read_metrics(result.metrics))
+    assert trainer.scaler.get_scale() >= 1.0

@@ -57,3 +57,42 @@ def test_two_gloo_processes_match_one_process(tmp_path):
     weights = [torch.load(p / "last.pth", weights_only=True) for p in (tmp_path / "single", tmp_path / "ddp")]
     for key, value in weights[0].items():
         assert torch.allclose(value, weights[1][key], rtol=1e-5, atol=1e-6), key
+
+
+TORCHRUN_SCRIPT = """
+import sys
+import torch
+sys.path.insert(0, {tests!r})
+from test_train import tiny_config
+from train_helpers import StandInTinyRoma
+from densematch.train import train
+
+torch.set_num_threads(1)
+torch.manual_seed(0)
+train(tiny_config({images!r}, {output!r}, steps=3, batch_size=4), model=StandInTinyRoma())
+"""
+
+
+@pytest.mark.slow
+def test_torchrun_launch_matches_one_process(tmp_path):
+    """The documented launch: torchrun sets RANK/WORLD_SIZE and densematch.train joins the group."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from test_train import make_trainer, tiny_config
+
+    image_dir = tmp_path / "images"
+    write_image_folder(image_dir, count=4, size=(96, 80))
+    tests = Path(__file__).resolve().parent
+    script = tmp_path / "launch.py"
+    script.write_text(TORCHRUN_SCRIPT.format(tests=str(tests), images=str(image_dir), output=str(tmp_path / "ddp")))
+    env = {**os.environ, "PYTHONPATH": str(tests.parent), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    single = make_trainer(tiny_config(image_dir, tmp_path / "single", steps=3, batch_size=4), seed=0).fit()
+    for a, b in zip(_losses(single.metrics), _losses(tmp_path / "ddp" / "metrics.jsonl"), strict=True):
+        assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
