@@ -319,3 +319,11 @@ def test_synthetic_source_is_detected_resized_and_keeps_the_engine_mask(tmp_path
     write_image_folder(tmp_path / "plain", count=1)
     (tmp_path / "plain" / "pairs.json").write_text(json.dumps({"pairs": [{"image0": "a", "H_0to1": []}]}))
     assert open_source(str(tmp_path / "plain"), (48, 64)).kind == "homography"
+
+
+def test_scannet_lost_tracking_pose_gives_no_ground_truth(tmp_path):
+    write_scannet(tmp_path)
+    np.savetxt(tmp_path / "scans/scans_train/scene0007_01/pose/10.txt", np.full((4, 4), -np.inf))
+    (dataset,) = scannet_indices(tmp_path, ScanNetConfig(resolution=(48, 64)))
+    sample = dataset[0]
+    assert not sample["valid0"].any() and torch.isfinite(sample["T_0to1"]).all()

@@ -17,9 +17,9 @@ from densematch.data.homography import HomographyConfig, HomographyPairs
 from densematch.errors import DensematchError, UnknownModelError
 from densematch.train import TrainConfig, Trainer, get_recipe
 from densematch.train.config import TrainConfigError, group_learning_rates, resolved_resolution
-from densematch.train.run import freeze, make_loss
+from densematch.train.run import make_loss
 from densematch.train.sampling import ConcatPairs, PairStream, StepBatches, scene_weights
-from densematch.train.sources import TrainingSource, open_source
+from densematch.train.sources import TrainingSource
 from densematch.train.targets import ground_truth_at
 from densematch.train.trainer import build_optimizer
 from densematch.weights import load_strict, read_state_dict
@@ -59,24 +59,11 @@ def tiny_config(image_dir, output, **changes) -> TrainConfig:
 
 
 def make_trainer(config: TrainConfig, model=None, seed: int = 0, context=None) -> Trainer:
-    recipe = get_recipe(config.model)
+    """The trainer of ``config`` with a stand-in model of the recipe's family."""
     if model is None:
         torch.manual_seed(seed)
-        model = StandInTinyRoma() if recipe.loss == "tiny_roma" else StandInRoma()
-    freeze(model, recipe.frozen)
-    sources = [
-        open_source(spec, resolved_resolution(config, recipe), seed=config.seed) for spec in config.data
-    ]
-    return Trainer(
-        model,
-        sources,
-        config,
-        loss_for=lambda s, r: make_loss(recipe, s, r),
-        groups=recipe.groups,
-        rates=group_learning_rates(config, recipe),
-        input_norm=recipe.input_norm,
-        context=context,
-    )
+        model = StandInTinyRoma() if get_recipe(config.model).loss == "tiny_roma" else StandInRoma()
+    return run_module.make_trainer(config, model=model, context=context)
 
 
 def read_metrics(path) -> list[dict]:
@@ -322,7 +309,7 @@ def test_cli_reports_bad_input(image_dir, tmp_path, capsys):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
-# ------------------------------------------------------------------------------------------ precision / devices
+# ------------------------------------------------------------------------------ precision / devices
 def test_bf16_autocast_runs_on_cpu(image_dir, tmp_path):
     full = make_trainer(tiny_config(image_dir, tmp_path / "fp32", steps=2)).fit()
     mixed = make_trainer(tiny_config(image_dir, tmp_path / "bf16", steps=2, amp="bf16")).fit()

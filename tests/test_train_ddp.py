@@ -86,9 +86,18 @@ def test_torchrun_launch_matches_one_process(tmp_path):
     write_image_folder(image_dir, count=4, size=(96, 80))
     tests = Path(__file__).resolve().parent
     script = tmp_path / "launch.py"
-    script.write_text(TORCHRUN_SCRIPT.format(tests=str(tests), images=str(image_dir), output=str(tmp_path / "ddp")))
+    script.write_text(
+        TORCHRUN_SCRIPT.format(tests=str(tests), images=str(image_dir), output=str(tmp_path / "ddp"))
+    )
     env = {**os.environ, "PYTHONPATH": str(tests.parent), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", str(script)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        str(script),
+    ]
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     torch.set_num_threads(1)

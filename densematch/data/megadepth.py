@@ -24,9 +24,9 @@ from torch.utils.data import Dataset
 
 from ..errors import DensematchError
 from .transforms import (
-    augment_depth_pair,
+    augmented_pair_sample,
+    capped_indices,
     corner_to_opencv,
-    depth_pair_sample,
     load_resized,
     resize_depth,
     scale_intrinsics,
@@ -110,11 +110,9 @@ class MegaDepthScene(Dataset):
         overlaps = np.asarray(info["overlaps"], dtype=np.float64).reshape(-1)
         keep = (overlaps > min_overlap) & (overlaps < config.max_overlap)
         pairs, overlaps = pairs[keep], overlaps[keep]
-        if len(pairs) > config.max_num_pairs:
-            rng = np.random.default_rng([config.seed, round(min_overlap * 1e6), *name.encode()])
-            chosen = np.sort(rng.choice(len(pairs), config.max_num_pairs, replace=False))
-            pairs, overlaps = pairs[chosen], overlaps[chosen]
-        self.pairs, self.overlaps = pairs, overlaps
+        seed = [config.seed, round(min_overlap * 1e6), *name.encode()]
+        chosen = capped_indices(len(pairs), config.max_num_pairs, seed)
+        self.pairs, self.overlaps = pairs[chosen], overlaps[chosen]
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -125,18 +123,9 @@ class MegaDepthScene(Dataset):
     def sample(self, index: int, rng: np.random.Generator) -> dict:
         i0, i1 = self.pairs[index]
         views = [self._view(i) for i in (i0, i1)]
-        augment_depth_pair(views, rng, shake_t=self.config.shake_t, hflip=self.config.hflip)
         poses = [np.asarray(self.info["poses"][i], dtype=np.float64).reshape(4, 4) for i in (i0, i1)]
         T_0to1 = poses[1] @ np.linalg.inv(poses[0])
-        return depth_pair_sample(
-            views[0]["image"],
-            views[1]["image"],
-            views[0]["depth"],
-            views[1]["depth"],
-            views[0]["K"],
-            views[1]["K"],
-            T_0to1,
-        )
+        return augmented_pair_sample(views, T_0to1, rng, shake_t=self.config.shake_t, hflip=self.config.hflip)
 
     def _view(self, i: int) -> dict:
         height, width = self.config.resolution

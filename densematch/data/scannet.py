@@ -26,7 +26,13 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DensematchError
-from .transforms import augment_depth_pair, depth_pair_sample, load_resized, resize_depth, scale_intrinsics
+from .transforms import (
+    augmented_pair_sample,
+    capped_indices,
+    load_resized,
+    resize_depth,
+    scale_intrinsics,
+)
 
 
 class ScanNetFormatError(DensematchError, ValueError):
@@ -92,11 +98,10 @@ class ScanNetIndex(Dataset):
         names, scores = read_index(index_path)
         keep = (names[:, 2:] % config.frame_step == 0).all(axis=1)
         names, scores = names[keep], scores[keep]
-        if len(names) > config.max_num_pairs:
-            rng = np.random.default_rng([config.seed, *Path(index_path).name.encode()])
-            chosen = np.sort(rng.choice(len(names), config.max_num_pairs, replace=False))
-            names, scores = names[chosen], scores[chosen]
-        self.names, self.scores = names, scores
+        chosen = capped_indices(
+            len(names), config.max_num_pairs, [config.seed, *Path(index_path).name.encode()]
+        )
+        self.names, self.scores = names[chosen], scores[chosen]
 
     def __len__(self) -> int:
         return len(self.names)
@@ -121,16 +126,7 @@ class ScanNetIndex(Dataset):
         if not np.isfinite(T_0to1).all():  # ScanNet marks lost tracking with -inf poses: no ground truth
             T_0to1 = np.eye(4)
             views[0]["depth"] = torch.zeros_like(views[0]["depth"])
-        augment_depth_pair(views, rng, shake_t=self.config.shake_t, hflip=self.config.hflip)
-        return depth_pair_sample(
-            views[0]["image"],
-            views[1]["image"],
-            views[0]["depth"],
-            views[1]["depth"],
-            views[0]["K"],
-            views[1]["K"],
-            T_0to1,
-        )
+        return augmented_pair_sample(views, T_0to1, rng, shake_t=self.config.shake_t, hflip=self.config.hflip)
 
 
 def scannet_indices(root, config: ScanNetConfig = ScanNetConfig()) -> list[ScanNetIndex]:

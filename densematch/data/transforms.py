@@ -19,6 +19,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def capped_indices(count: int, limit: int, seed) -> np.ndarray:
+    """Indices of ``count`` items, or a sorted random subset of ``limit`` of them (seeded by ``seed``)."""
+    if count <= limit:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, limit, replace=False))
+
+
 def parse_resolution(value) -> tuple[int, int]:
     """``512``, ``"512"``, ``"384x512"`` (H x W) or ``(384, 512)`` -> ``(height, width)``."""
     if isinstance(value, str):
@@ -152,3 +159,13 @@ def augment_depth_pair(views: list[dict], rng: np.random.Generator, *, shake_t: 
             view["image"], view["depth"] = view["image"].flip(-1), view["depth"].flip(-1)
             view["K"] = hflip_intrinsics(view["K"], width)
     return views
+
+
+def augmented_pair_sample(
+    views: list[dict], T_0to1, rng: np.random.Generator, *, shake_t: int = 0, hflip: bool = False
+) -> dict:
+    """:func:`augment_depth_pair` on two views, then their :func:`depth_pair_sample`."""
+    view0, view1 = augment_depth_pair(views, rng, shake_t=shake_t, hflip=hflip)
+    return depth_pair_sample(
+        view0["image"], view1["image"], view0["depth"], view1["depth"], view0["K"], view1["K"], T_0to1
+    )

@@ -130,39 +130,60 @@ def nearest_anchor(warp: torch.Tensor, anchors: int) -> torch.Tensor:
     return index[..., 1] * anchors + index[..., 0]
 
 
-def _regression_terms(
-    terms: _Terms,
-    prefix: str,
-    flow,
-    certainty,
-    x2,
-    prob,
-    cert_target,
-    scale: int,
-    alpha: float,
-    c: float,
-    ce_weight: float,
-    weight: float,
-) -> torch.Tensor:
-    """Charbonnier on ``flow`` over ``prob > 0.99`` and BCE of ``certainty`` vs ``cert_target``."""
-    epe = (flow.float().permute(0, 2, 3, 1) - x2).norm(dim=-1)
-    bce = F.binary_cross_entropy_with_logits(certainty[:, 0].float(), cert_target, reduction="none")
-    terms.add_mean(f"{prefix}_certainty_loss_{scale}", bce, weight * ce_weight)
-    terms.add_mean(
-        f"{prefix}_regression_loss_{scale}", charbonnier(epe, alpha, c * scale), weight, prob > 0.99
-    )
-    return epe
-
-
 def _per_scale(value, scale: int) -> float:
     return float(value[scale]) if isinstance(value, Mapping) else float(value)
 
 
-def _certainty_shape(entry: Mapping) -> tuple[int, int]:
-    return tuple(entry["certainty"].shape[-2:])
+class _RobustLoss(nn.Module):
+    """What both published losses share: per-scale GT, the Charbonnier + certainty terms, reduction."""
+
+    def __init__(self, config, targets: TargetConfig, count_reducer: CountReducer | None):
+        super().__init__()
+        self.config = config
+        self.targets = targets
+        self.count_reducer = count_reducer
+
+    def forward(self, corresps: Mapping[int, Mapping[str, torch.Tensor]], batch: Mapping) -> LossOutput:
+        """``corresps`` as described in the module docstring; ``batch`` in the pair-sample format."""
+        terms = _Terms()
+        prev_epe = None
+        for scale in sorted(corresps, reverse=True):  # coarse to fine
+            entry = corresps[scale]
+            x2, prob = ground_truth_at(batch, *entry["certainty"].shape[-2:], self.targets)
+            prev_epe = self._scale_terms(terms, scale, entry, x2, prob, prev_epe)
+        return terms.finish(self.count_reducer)
+
+    def _scale_terms(self, terms: _Terms, scale: int, entry: Mapping, x2, prob, prev_epe):
+        """Add the terms of one scale; return its end-point error ``(B, h, w)`` (detached)."""
+        raise NotImplementedError
+
+    def _regression(
+        self,
+        terms: _Terms,
+        prefix: str,
+        scale: int,
+        flow,
+        certainty,
+        x2,
+        prob,
+        cert_target,
+        weight: float = 1.0,
+    ) -> None:
+        """Charbonnier on ``flow`` over ``prob > 0.99`` and BCE of ``certainty`` against ``cert_target``."""
+        cfg = self.config
+        epe = (flow.float().permute(0, 2, 3, 1) - x2).norm(dim=-1)
+        penalty = charbonnier(epe, _per_scale(cfg.alpha, scale), cfg.c * scale)
+        bce = F.binary_cross_entropy_with_logits(certainty[:, 0].float(), cert_target, reduction="none")
+        terms.add_mean(f"{prefix}_certainty_loss_{scale}", bce, weight * cfg.ce_weight)
+        terms.add_mean(f"{prefix}_regression_loss_{scale}", penalty, weight, prob > 0.99)
 
 
-class RomaLoss(nn.Module):
+def _epe(flow: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+    """End-point error ``(B, h, w)`` of a flow ``(B, 2, h, w)`` against GT ``(B, h, w, 2)``, detached."""
+    return (flow.detach().float().permute(0, 2, 3, 1) - x2).norm(dim=-1)
+
+
+class RomaLoss(_RobustLoss):
     """The RoMa loss (``RobustLosses`` of ``train_roma_outdoor.py``); see the module docstring.
 
     ``forward(corresps, batch) -> LossOutput``. ``count_reducer`` sums a tensor over processes (DDP).
@@ -174,68 +195,30 @@ class RomaLoss(nn.Module):
         targets: TargetConfig = DEFAULT_TARGETS,
         count_reducer: CountReducer | None = None,
     ):
-        super().__init__()
-        self.config = config
-        self.targets = targets
-        self.count_reducer = count_reducer
+        super().__init__(config, targets, count_reducer)
 
-    def forward(self, corresps: Mapping[int, Mapping[str, torch.Tensor]], batch: Mapping) -> LossOutput:
+    def _scale_terms(self, terms: _Terms, scale: int, entry: Mapping, x2, prob, prev_epe):
         cfg = self.config
-        terms = _Terms()
-        prev_epe = None
-        for scale in sorted(corresps, reverse=True):
-            entry = corresps[scale]
-            height, width = _certainty_shape(entry)
-            x2, prob = ground_truth_at(batch, height, width, self.targets)
-            if scale <= cfg.local_largest_scale and prev_epe is not None:
-                coarse = F.interpolate(prev_epe[:, None], size=(height, width), mode="nearest-exact")[:, 0]
-                prob = prob * (coarse < (2 / 512) * cfg.local_dist[scale] * scale)
-            weight = float(cfg.scale_weights.get(scale, 1.0))
-            alpha = _per_scale(cfg.alpha, scale)
-            if entry.get("gm_cls") is not None:
-                logits = entry["gm_cls"].float()
-                anchors = round(logits.shape[1] ** 0.5)
-                target = nearest_anchor(x2, anchors)
-                cls = F.cross_entropy(logits, target, reduction="none")
-                bce = F.binary_cross_entropy_with_logits(
-                    entry["gm_certainty"][:, 0].float(), prob, reduction="none"
-                )
-                terms.add_mean(f"gm_certainty_loss_{scale}", bce, weight * cfg.ce_weight)
-                terms.add_mean(f"gm_cls_loss_{scale}", cls, weight, prob > 0.99)
-            elif entry.get("gm_flow") is not None:
-                _regression_terms(
-                    terms,
-                    "gm",
-                    entry["gm_flow"],
-                    entry["gm_certainty"],
-                    x2,
-                    prob,
-                    prob,
-                    scale,
-                    alpha,
-                    cfg.c,
-                    cfg.ce_weight,
-                    weight,
-                )
-            epe = _regression_terms(
-                terms,
-                "delta",
-                entry["flow"],
-                entry["certainty"],
-                x2,
-                prob,
-                prob,
-                scale,
-                alpha,
-                cfg.c,
-                cfg.ce_weight,
-                weight,
-            )
-            prev_epe = epe.detach()
-        return terms.finish(self.count_reducer)
+        if scale <= cfg.local_largest_scale and prev_epe is not None:
+            coarse = F.interpolate(prev_epe[:, None], size=prob.shape[-2:], mode="nearest-exact")[:, 0]
+            prob = prob * (coarse < (2 / 512) * cfg.local_dist[scale] * scale)
+        weight = float(cfg.scale_weights.get(scale, 1.0))
+        if entry.get("gm_cls") is not None:
+            logits = entry["gm_cls"].float()
+            target = nearest_anchor(x2, round(logits.shape[1] ** 0.5))
+            cls = F.cross_entropy(logits, target, reduction="none")
+            certainty = entry["gm_certainty"][:, 0].float()
+            bce = F.binary_cross_entropy_with_logits(certainty, prob, reduction="none")
+            terms.add_mean(f"gm_certainty_loss_{scale}", bce, weight * cfg.ce_weight)
+            terms.add_mean(f"gm_cls_loss_{scale}", cls, weight, prob > 0.99)
+        elif entry.get("gm_flow") is not None:
+            gm_flow, gm_certainty = entry["gm_flow"], entry["gm_certainty"]
+            self._regression(terms, "gm", scale, gm_flow, gm_certainty, x2, prob, prob, weight)
+        self._regression(terms, "delta", scale, entry["flow"], entry["certainty"], x2, prob, prob, weight)
+        return _epe(entry["flow"], x2)
 
 
-class TinyRomaLoss(nn.Module):
+class TinyRomaLoss(_RobustLoss):
     """The Tiny RoMa loss (``robust_loss_tiny_roma.RobustLosses``); see the module docstring."""
 
     def __init__(
@@ -244,37 +227,17 @@ class TinyRomaLoss(nn.Module):
         targets: TargetConfig = DEFAULT_TARGETS,
         count_reducer: CountReducer | None = None,
     ):
-        super().__init__()
-        self.config = config
-        self.targets = targets
-        self.count_reducer = count_reducer
+        super().__init__(config, targets, count_reducer)
 
-    def forward(self, corresps: Mapping[int, Mapping[str, torch.Tensor]], batch: Mapping) -> LossOutput:
-        cfg = self.config
-        terms = _Terms()
-        for scale in sorted(corresps, reverse=True):
-            entry = corresps[scale]
-            height, width = _certainty_shape(entry)
-            x2, prob = ground_truth_at(batch, height, width, self.targets)
-            alpha = _per_scale(cfg.alpha, scale)
-            if entry.get("gm_flow") is not None:
-                self._scale_terms(
-                    terms, "gm", entry["gm_flow"], entry["gm_certainty"], x2, prob, scale, alpha
-                )
-            self._scale_terms(terms, "delta", entry["flow"], entry["certainty"], x2, prob, scale, alpha)
-        return terms.finish(self.count_reducer)
-
-    def _scale_terms(
-        self, terms: _Terms, prefix: str, flow, certainty, x2, prob, scale: int, alpha: float
-    ) -> None:
-        cfg = self.config
-        with torch.no_grad():
-            epe = (flow.float().permute(0, 2, 3, 1) - x2).norm(dim=-1)
-            if scale in cfg.local_dist:
-                prob = prob * (epe < (2 / 512) * cfg.local_dist[scale] * scale)
-            cert_target = (
-                prob if cfg.epe_mask_prob_th is None else prob * (epe < scale * cfg.epe_mask_prob_th)
-            )
-        _regression_terms(
-            terms, prefix, flow, certainty, x2, prob, cert_target, scale, alpha, cfg.c, cfg.ce_weight, 1.0
-        )
+    def _scale_terms(self, terms: _Terms, scale: int, entry: Mapping, x2, prob, prev_epe):
+        for prefix, flow, certainty in (("gm", "gm_flow", "gm_certainty"), ("delta", "flow", "certainty")):
+            if entry.get(flow) is None:
+                continue
+            epe = _epe(entry[flow], x2)
+            local = prob
+            if scale in self.config.local_dist:
+                local = prob * (epe < (2 / 512) * self.config.local_dist[scale] * scale)
+            threshold = self.config.epe_mask_prob_th
+            cert_target = local if threshold is None else local * (epe < scale * threshold)
+            self._regression(terms, prefix, scale, entry[flow], entry[certainty], x2, local, cert_target)
+        return epe

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import nn
 
 from .config import ModelRecipe, TrainConfig, get_recipe, group_learning_rates, resolved_resolution
-from .distributed import DistributedContext, init_distributed, shutdown
+from .distributed import DistributedContext, init_distributed, resolve_device, shutdown
 from .losses import CountReducer, RomaLoss, RomaLossConfig, TinyRomaLoss
 from .sources import TrainingSource, open_source
 from .targets import TargetConfig
@@ -52,39 +52,43 @@ def freeze(model: nn.Module, patterns) -> None:
             param.requires_grad_(False)
 
 
-def train(
-    config: TrainConfig,
-    *,
-    resume: bool = False,
-    device: str | None = None,
-    model: nn.Module | None = None,
-    context: DistributedContext | None = None,
-) -> TrainResult:
-    """Train ``config.model`` (or the given ``model``, trained with that name's recipe) per ``config``.
+def make_trainer(
+    config: TrainConfig, *, model: nn.Module | None = None, context: DistributedContext | None = None
+) -> Trainer:
+    """A :class:`Trainer` for ``config``: the recipe of ``config.model``, its data sources and losses.
 
-    Joins the DDP process group when started by ``torchrun`` (unless a ``context`` is given).
+    ``model``: train this module (with that name's recipe) instead of building the registered model.
+    ``context``: this process's place in a DDP run (default: one process on the model's device).
     """
     recipe = get_recipe(config.model)
     resolution = resolved_resolution(config, recipe)
-    own_context = context is None
-    context = context or init_distributed(device)
+    sources = [open_source(spec, resolution, seed=config.seed) for spec in config.data]
+    if model is None:
+        model = build_model(config, recipe, context.device if context else resolve_device(None))
+    else:
+        freeze(model, recipe.frozen)
+    return Trainer(
+        model,
+        sources,
+        config,
+        loss_for=lambda source, reducer: make_loss(recipe, source, reducer),
+        groups=recipe.groups,
+        rates=group_learning_rates(config, recipe),
+        input_norm=recipe.input_norm,
+        context=context,
+    )
+
+
+def train(
+    config: TrainConfig, *, resume: bool = False, device: str | None = None, model: nn.Module | None = None
+) -> TrainResult:
+    """Train ``config.model`` (or the given ``model``, with that name's recipe) as ``config`` says.
+
+    Joins the DDP process group when started by ``torchrun`` and leaves it at the end.
+    """
+    get_recipe(config.model)  # fail on an unknown name before joining a process group
+    context = init_distributed(device)
     try:
-        sources = [open_source(spec, resolution, seed=config.seed) for spec in config.data]
-        if model is None:
-            model = build_model(config, recipe, context.device)
-        else:
-            freeze(model, recipe.frozen)
-        trainer = Trainer(
-            model,
-            sources,
-            config,
-            loss_for=lambda s, r: make_loss(recipe, s, r),
-            groups=recipe.groups,
-            rates=group_learning_rates(config, recipe),
-            input_norm=recipe.input_norm,
-            context=context,
-        )
-        return trainer.fit(resume=resume)
+        return make_trainer(config, model=model, context=context).fit(resume=resume)
     finally:
-        if own_context:
-            shutdown(context)
+        shutdown(context)

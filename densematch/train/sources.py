@@ -34,8 +34,13 @@ KINDS = ("megadepth", "scannet", "synthetic", "synthetic-live", "homography")
 SCENE_WEIGHT_ALPHA = 0.75
 # ground truth of the losses per kind (densematch.train.targets): the published depth GT for the real
 # datasets; depth GT restricted to the engine's own valid0 (holes, stretched surfaces) for synthetic pairs
-TARGETS = {"megadepth": "depth", "scannet": "depth", "synthetic": "both", "synthetic-live": "both",
-           "homography": "warp"}  # fmt: skip
+TARGETS = {
+    "megadepth": "depth",
+    "scannet": "depth",
+    "synthetic": "both",
+    "synthetic-live": "both",
+    "homography": "warp",
+}
 
 
 @dataclass

@@ -69,9 +69,16 @@ def ground_truth_at(batch: dict, height: int, width: int, config: TargetConfig =
     if source in ("depth", "both"):
         _require(batch, DEPTH_KEYS, "depth")
         warp, prob = depth_targets(
-            batch["depth0"], batch["depth1"], batch["K0"], batch["K1"], batch["T_0to1"], height, width,
-            mode=config.depth_interpolation, rel_tol=config.relative_depth_error,
-        )  # fmt: skip
+            batch["depth0"],
+            batch["depth1"],
+            batch["K0"],
+            batch["K1"],
+            batch["T_0to1"],
+            height,
+            width,
+            mode=config.depth_interpolation,
+            rel_tol=config.relative_depth_error,
+        )
     if source in ("warp", "both"):
         _require(batch, ("warp0", "valid0"), source)
         size1 = tuple(batch["image1"].shape[-2:]) if "image1" in batch else tuple(batch["warp0"].shape[1:3])
