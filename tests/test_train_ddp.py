@@ -105,3 +105,15 @@ def test_torchrun_launch_matches_one_process(tmp_path):
     single = make_trainer(tiny_config(image_dir, tmp_path / "single", steps=3, batch_size=4), seed=0).fit()
     for a, b in zip(_losses(single.metrics), _losses(tmp_path / "ddp" / "metrics.jsonl"), strict=True):
         assert b["loss"] == pytest.approx(a["loss"], rel=1e-5)
+
+
+def test_init_distributed_without_torchrun_runs_alone(monkeypatch):
+    from densematch.train.distributed import init_distributed, resolve_device, shutdown
+
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    context = init_distributed("cpu")
+    assert (context.rank, context.world_size, context.is_main, context.owns_group) == (0, 1, True, False)
+    value = torch.tensor([1.0, 2.0])
+    assert context.all_reduce_sum(value) is value
+    shutdown(context)  # nothing to leave
+    assert resolve_device("cuda", local_rank=3) == torch.device("cuda", 3)

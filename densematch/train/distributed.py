@@ -29,6 +29,7 @@ class DistributedContext:
     world_size: int = 1
     local_rank: int = 0
     device: torch.device = torch.device("cpu")
+    owns_group: bool = False  # this code created the process group (and destroys it in shutdown)
 
     @property
     def is_main(self) -> bool:
@@ -71,12 +72,13 @@ def init_distributed(device: str | None = None, backend: str | None = None) -> D
     resolved = resolve_device(device, local_rank)
     if resolved.type == "cuda":
         torch.cuda.set_device(resolved)
-    if not dist.is_initialized():
+    owns_group = not dist.is_initialized()
+    if owns_group:
         dist.init_process_group(backend or ("nccl" if resolved.type == "cuda" else "gloo"))
-    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank, device=resolved)
+    return DistributedContext(rank, world_size, local_rank, resolved, owns_group)
 
 
 def shutdown(context: DistributedContext) -> None:
-    """Leave the process group (when this process joined one)."""
-    if context.is_distributed and dist.is_initialized():
+    """Leave the process group when :func:`init_distributed` created it (not one the caller made)."""
+    if context.owns_group and dist.is_initialized():
         dist.destroy_process_group()
