@@ -1,7 +1,8 @@
 """The training loop: any model that maps ``{"im_A", "im_B"}`` to ``corresps``, a loss, pair sources.
 
-One step (as romatch's ``train_step``): forward under autocast (CUDA), loss, scaled backward, unscale,
-clip the global gradient norm, optimiser step, scaler update (scale floored at 1), scheduler step.
+One step (as romatch's ``train_step``): forward (under autocast when mixed precision is on: fp16 on
+CUDA by default), loss in float32, scaled backward, unscale, clip the global gradient norm, optimiser
+step, scaler update (scale floored at 1), scheduler step.
 Under DDP every process computes its share of the loss of the global batch (the counts of the masked
 means are summed over processes), so the gradients equal those of one process on the whole batch.
 """
