@@ -1,0 +1,104 @@
+"""Train a RoMa-family model on synthetic, homography, MegaDepth or ScanNet pairs.
+
+Writes OUTPUT/last.pth (load it with densematch.load(MODEL, weights=...) or --weights), OUTPUT/checkpoint.pth
+(for --resume), OUTPUT/config.json and OUTPUT/metrics.jsonl. --steps 0 writes the initial model.
+Several GPUs: torchrun --nproc_per_node=N -m densematch train ... (--batch-size is the global batch).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "train a model (published losses and recipes; checkpoints, resume, multi-GPU via torchrun)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="registered model name, e.g. tiny_roma_v1_outdoor or roma_outdoor")
+    parser.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="[KIND:]DIR",
+        help="training data; repeat to alternate batches between sources. KIND (optional): "
+        "megadepth, scannet, synthetic, synthetic-live, homography (default: detected)",
+    )
+    parser.add_argument(
+        "--steps", type=int, required=True, help="optimiser steps (0 writes the initial model)"
+    )
+    parser.add_argument("--output", required=True, help="output folder")
+    parser.add_argument("--batch-size", type=int, default=8, help="global batch size (pairs per step)")
+    parser.add_argument(
+        "--resolution",
+        default=None,
+        help="training size, 'S' or 'HxW' (default: the model's published training size)",
+    )
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate of the main parameters (default: published rate x batch / 8)",
+    )
+    parser.add_argument(
+        "--lr-backbone",
+        type=float,
+        default=None,
+        help="learning rate of the CNN backbone (RoMa's VGG; default: published ratio to --lr)",
+    )
+    parser.add_argument("--weight-decay", type=float, default=0.01)
+    parser.add_argument("--grad-clip", type=float, default=0.01, help="max gradient norm")
+    parser.add_argument(
+        "--amp",
+        choices=("auto", "off", "fp16", "bf16"),
+        default="auto",
+        help="mixed precision (auto: fp16 on CUDA, off on CPU)",
+    )
+    parser.add_argument(
+        "--init",
+        default=None,
+        metavar="WEIGHTS",
+        help="start from a weights file (flat state dict) or 'published' (the published "
+        "weights) instead of a random initialisation",
+    )
+    parser.add_argument(
+        "--resume", action="store_true", help="continue the run in --output from its checkpoint"
+    )
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU when available)")
+    parser.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
+    parser.add_argument("--log-every", type=int, default=10, help="steps between metrics lines")
+    parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..data.transforms import parse_resolution
+    from ..train import TrainConfig, train
+    from ..train.config import TrainConfigError
+
+    try:
+        resolution = parse_resolution(args.resolution) if args.resolution else None
+    except ValueError as exc:
+        raise TrainConfigError(f"bad --resolution '{args.resolution}': {exc}") from None
+    config = TrainConfig(
+        model=args.model,
+        data=tuple(args.data),
+        output=args.output,
+        steps=args.steps,
+        batch_size=args.batch_size,
+        resolution=resolution,
+        lr=args.lr,
+        lr_backbone=args.lr_backbone,
+        weight_decay=args.weight_decay,
+        grad_clip=args.grad_clip,
+        amp=args.amp,
+        seed=args.seed,
+        init=args.init,
+        num_workers=args.workers,
+        log_every=args.log_every,
+        checkpoint_every=args.checkpoint_every,
+        progress=not args.no_progress,
+    )
+    result = train(config, resume=args.resume, device=args.device)
+    loss = "" if result.last_loss is None else f", last loss {result.last_loss:.4g}"
+    print(f"step {result.step}{loss}: wrote {result.weights} and {result.checkpoint}")
+    return 0

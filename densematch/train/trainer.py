@@ -1,0 +1,315 @@
+"""The training loop: any model that maps ``{"im_A", "im_B"}`` to ``corresps``, a loss, pair sources.
+
+One step (as romatch's ``train_step``): forward (under autocast when mixed precision is on: fp16 on
+CUDA by default), loss in float32, scaled backward, unscale, clip the global gradient norm, optimiser
+step, scaler update (scale floored at 1), scheduler step.
+Under DDP every process computes its share of the loss of the global batch (the counts of the masked
+means are summed over processes), so the gradients equal those of one process on the whole batch.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, default_collate
+
+from ..data.transforms import imagenet_normalize
+from ..errors import DensematchError
+from .checkpoint import (
+    CHECKPOINT_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    load_checkpoint,
+    save_checkpoint,
+    save_weights,
+    truncate_metrics,
+    unwrap,
+    write_json,
+)
+from .config import ParamGroup, TrainConfig
+from .distributed import DistributedContext
+from .losses import CountReducer, LossOutput
+from .sampling import PairStream, StepBatches, TrainingPairs, step_seed
+from .sources import TrainingSource
+
+# (source, count_reducer) -> loss module; the reducer sums counts over processes (None for one process)
+LossForSource = Callable[[TrainingSource, CountReducer | None], nn.Module]
+
+
+@dataclass
+class TrainResult:
+    """What a finished run left behind."""
+
+    step: int  # optimiser steps done
+    weights: Path  # OUTPUT/last.pth
+    checkpoint: Path  # OUTPUT/checkpoint.pth
+    metrics: Path  # OUTPUT/metrics.jsonl
+    last_loss: float | None  # global loss of the last step run by this call (None when none ran)
+
+
+def model_inputs(batch: Mapping, input_norm: str) -> dict[str, torch.Tensor]:
+    """The model's training input ``{"im_A", "im_B"}`` from a pair-sample batch."""
+    if input_norm == "imagenet":
+        return {"im_A": imagenet_normalize(batch["image0"]), "im_B": imagenet_normalize(batch["image1"])}
+    if input_norm == "unit":
+        return {"im_A": batch["image0"], "im_B": batch["image1"]}
+    raise ValueError(f"unknown input normalisation '{input_norm}'; use 'imagenet' or 'unit'")
+
+
+def build_optimizer(
+    model: nn.Module, groups: Sequence[ParamGroup], rates: Mapping[str, float], weight_decay: float
+) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters, grouped by name prefix (first matching group wins)."""
+    members: dict[str, list[nn.Parameter]] = {g.name: [] for g in groups}
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        group = next((g for g in groups if any(name.startswith(p) for p in g.prefixes)), None)
+        if group is None:
+            raise ValueError(f"parameter '{name}' matches no parameter group")
+        members[group.name].append(param)
+    param_groups = [
+        {"params": members[g.name], "lr": rates[g.name], "name": g.name} for g in groups if members[g.name]
+    ]
+    if not param_groups:
+        raise DensematchError("the model has no trainable parameters")
+    return torch.optim.AdamW(param_groups, weight_decay=weight_decay)
+
+
+def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an ``amp`` setting on ``device`` (None = full precision)."""
+    if setting == "auto":
+        return torch.float16 if device.type == "cuda" else None
+    return {"off": None, "fp16": torch.float16, "bf16": torch.bfloat16}[setting]
+
+
+def _to_device(batch: Mapping, device: torch.device) -> dict:
+    return {
+        k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()
+    }
+
+
+class Trainer:
+    """Trains ``model`` on ``sources`` with ``loss_for(source)``, writing into ``config.output``.
+
+    Args:
+        model: an ``nn.Module`` whose ``forward({"im_A", "im_B"})`` returns ``corresps`` in training mode;
+            parameters with ``requires_grad=False`` are frozen.
+        sources: opened ``--data`` arguments; with several, steps alternate between them.
+        config: the run; ``config.output`` receives the files of :mod:`densematch.train.checkpoint`.
+        loss_for: the loss module for a source (e.g. RoMa's certainty weight is 0 on ScanNet), given the
+            count reducer it must use for its means.
+        groups / rates: parameter groups and their learning rates.
+        input_norm: "imagenet" or "unit" (see :func:`model_inputs`).
+        context: the process's place in a DDP run (default: a single process on the model's device).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        sources: Sequence[TrainingSource],
+        config: TrainConfig,
+        *,
+        loss_for: LossForSource,
+        groups: Sequence[ParamGroup],
+        rates: Mapping[str, float],
+        input_norm: str = "unit",
+        context: DistributedContext | None = None,
+    ):
+        if not sources:
+            raise DensematchError("no training data given")
+        device = next(model.parameters()).device
+        self.context = context or DistributedContext(device=device)
+        self.config = config
+        self.model = model
+        self.sources = list(sources)
+        reducer = self.context.all_reduce_sum if self.context.is_distributed else None
+        self.losses = [loss_for(source, reducer) for source in self.sources]
+        self.input_norm = input_norm
+        self.output = Path(config.output)
+        self.optimizer = build_optimizer(model, groups, rates, config.weight_decay)
+        milestone = max(int(config.lr_milestone * config.steps), 1)
+        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
+            self.optimizer, [milestone], gamma=config.lr_gamma
+        )
+        self.amp_dtype = amp_dtype(config.amp, self.context.device)
+        use_scaler = self.amp_dtype == torch.float16 and self.context.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(
+            self.context.device.type, enabled=use_scaler, growth_interval=1_000_000
+        )
+        self.step = 0
+
+    # ------------------------------------------------------------------ files
+    def _paths(self) -> dict[str, Path]:
+        return {
+            name: self.output / file
+            for name, file in (
+                ("weights", WEIGHTS_FILE),
+                ("checkpoint", CHECKPOINT_FILE),
+                ("config", CONFIG_FILE),
+                ("metrics", METRICS_FILE),
+            )
+        }
+
+    def resume(self) -> int:
+        """Load ``OUTPUT/checkpoint.pth`` (same config required) and return its step."""
+        state = load_checkpoint(self._paths()["checkpoint"])
+        saved = TrainConfig.from_dict(state["config"])
+        changed = saved.differences(self.config)
+        if changed:
+            raise DensematchError("cannot resume with a different configuration: " + "; ".join(changed))
+        unwrap(self.model).load_state_dict(state["model"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        return self.step
+
+    def save(self) -> None:
+        """Write last.pth and checkpoint.pth (main process only)."""
+        if self.context.is_main:
+            paths = self._paths()
+            save_checkpoint(
+                paths["checkpoint"],
+                model=self.model,
+                optimizer=self.optimizer,
+                scheduler=self.scheduler,
+                scaler=self.scaler,
+                step=self.step,
+                config=self.config.to_dict(),
+            )
+            save_weights(paths["weights"], self.model)
+        self.context.barrier()
+
+    # ------------------------------------------------------------------ loop
+    def _loader(self, stop: int) -> DataLoader:
+        cfg, ctx = self.config, self.context
+        streams = [PairStream(len(s.pairs), cfg.seed, i, s.pairs.weights) for i, s in enumerate(self.sources)]
+        batches = StepBatches(streams, cfg.batch_size, self.step, stop, ctx.rank, ctx.world_size)
+        return DataLoader(
+            TrainingPairs([s.pairs for s in self.sources], cfg.seed),
+            batch_sampler=batches,
+            num_workers=cfg.num_workers,
+            collate_fn=default_collate,
+            pin_memory=ctx.device.type == "cuda",
+            persistent_workers=False,
+        )
+
+    def _train_step(self, network: nn.Module, batch: dict) -> LossOutput:
+        ctx = self.context
+        torch.manual_seed(step_seed(self.config.seed, self.step, ctx.rank))
+        network.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        autocast = (
+            torch.autocast(ctx.device.type, dtype=self.amp_dtype)
+            if self.amp_dtype is not None
+            else nullcontext()
+        )
+        with autocast:
+            corresps = network(model_inputs(batch, self.input_norm))
+        loss = self.losses[int(batch["source"][0])](corresps, batch)
+        # DDP averages gradients over processes; the loss is this process's share of the global mean
+        self.scaler.scale(loss.total * ctx.world_size).backward()
+        self.scaler.unscale_(self.optimizer)
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+        loss.terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip).detach()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.scaler.is_enabled() and self.scaler.get_scale() < 1.0:
+            self.scaler.update(1.0)  # romatch floors the loss scale at 1
+        self.scheduler.step()
+        self.step += 1
+        return loss
+
+    def _global_values(self, loss: LossOutput) -> dict[str, float]:
+        names = ["loss", *(k for k in loss.terms if k != "grad_norm")]
+        values = torch.stack([loss.total.detach().float(), *(loss.terms[k].float() for k in names[1:])])
+        values = self.context.all_reduce_sum(values).tolist()
+        out = dict(zip(names, values, strict=True))
+        out["grad_norm"] = float(loss.terms["grad_norm"])
+        return out
+
+    def fit(self, resume: bool = False, until: int | None = None) -> TrainResult:
+        """Run (or continue, with ``resume``) until ``config.steps`` and write the run's files.
+
+        ``until`` stops earlier, after that step (with a checkpoint), as an interrupted run would; the
+        learning-rate schedule still spans ``config.steps``.
+        """
+        paths = self._paths()
+        if resume:
+            self.resume()
+        elif paths["checkpoint"].exists():
+            raise DensematchError(
+                f"{self.output} already holds a training run; pass --resume (resume=True) to continue it "
+                "or choose another output folder"
+            )
+        if self.context.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            write_json(paths["config"], self.config.to_dict())
+            if resume:
+                truncate_metrics(paths["metrics"], self.step)
+            else:
+                paths["metrics"].unlink(missing_ok=True)
+        network = self.model
+        if self.context.is_distributed:
+            device_ids = [self.context.device] if self.context.device.type == "cuda" else None
+            network = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        stop = self.config.steps if until is None else min(until, self.config.steps)
+        last_loss = None
+        if self.step < stop:
+            last_loss = self._run(network, paths["metrics"], stop)
+        else:
+            self.save()
+        return TrainResult(self.step, paths["weights"], paths["checkpoint"], paths["metrics"], last_loss)
+
+    def _run(self, network: nn.Module, metrics_path: Path, stop: int) -> float:
+        cfg, ctx = self.config, self.context
+        progress = None
+        if cfg.progress and ctx.is_main:
+            from tqdm import tqdm
+
+            progress = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
+        started, window_start, window_steps = time.perf_counter(), time.perf_counter(), 0
+        values: dict[str, float] = {}
+        for batch in self._loader(stop):
+            loss = self._train_step(network, _to_device(batch, ctx.device))
+            values = self._global_values(loss)
+            window_steps += 1
+            if not math.isfinite(values["loss"]):
+                raise DensematchError(f"the loss became {values['loss']} at step {self.step}")
+            last = self.step == stop
+            if self.step % cfg.log_every == 0 or last:
+                now = time.perf_counter()
+                values["pairs_per_s"] = window_steps * cfg.batch_size / max(now - window_start, 1e-9)
+                window_start, window_steps = now, 0
+                if ctx.is_main:
+                    record = {
+                        "step": self.step,
+                        "source": int(batch["source"][0]),
+                        "lr": [g["lr"] for g in self.optimizer.param_groups],
+                        "elapsed_s": now - started,
+                        **values,
+                    }
+                    with open(metrics_path, "a") as handle:
+                        handle.write(json.dumps(record) + "\n")
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(
+                    loss=f"{values['loss']:.4g}",
+                    pairs_s=f"{values.get('pairs_per_s', 0.0):.3g}",
+                    refresh=False,
+                )
+            if self.step % cfg.checkpoint_every == 0 or last:
+                self.save()
+        if progress is not None:
+            progress.close()
+        return values.get("loss")
