@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from ...conventions import normalized_grid
+from ..amp import no_autocast
 
 
 def cosine_kernel(x: torch.Tensor, y: torch.Tensor, temperature: float, eps: float = 1e-6) -> torch.Tensor:
@@ -36,6 +37,10 @@ class GP(nn.Module):
         return torch.cos(8 * math.pi * self.pos_conv(coords))
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        with no_autocast(x.device):  # float32 solve even inside a caller's autocast region
+            return self._posterior_mean(x, y)
+
+    def _posterior_mean(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         b, _, h1, w1 = x.shape
         _, _, h2, w2 = y.shape
         f = self.embed_coordinates(b, h2, w2, y.device)
