@@ -11,7 +11,7 @@ from ..amp import autocast, no_autocast
 
 
 def local_correlation(x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, radius: int,
-                      chunk: int = 25) -> torch.Tensor:
+                      budget_bytes: int = 64 << 20) -> torch.Tensor:
     """Correlation of A's features with B's features in a window around the current match.
 
     Args:
@@ -19,11 +19,12 @@ def local_correlation(x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, radi
         y: ``(B, C, h, w)`` features of B (unwarped; sampled with zero padding, no gradient, as published).
         flow: ``(B, 2, h, w)`` current match of each A cell in B, normalised coordinates.
         radius: window radius r in cells; the window is ``(2r+1)^2`` offsets one cell apart.
+        budget_bytes: offsets are processed a few at a time so that the sampled window never takes more
+            than about this much memory (romatch samples the whole ``C x h x w x (2r+1)^2`` window).
 
     Returns:
         ``(B, (2r+1)^2, h, w)``; channel ``k = iy * (2r+1) + ix`` (dy outer, dx inner), values
-        ``sum_c x[c] / sqrt(C) * y_sampled[c]``. Offsets are processed ``chunk`` at a time so that the
-        sampled window never needs ``C * h * w * (2r+1)^2`` memory at once.
+        ``sum_c x[c] / sqrt(C) * y_sampled[c]``.
     """
     b, c, h, w = x.shape
     side = 2 * radius + 1
@@ -32,15 +33,18 @@ def local_correlation(x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, radi
     gy, gx = torch.meshgrid(dy, dx, indexing="ij")
     offsets = torch.stack((gx, gy), dim=-1).reshape(-1, 2)  # (K, 2)
     warp = flow.permute(0, 2, 3, 1)  # (B, h, w, 2)
-    x_scaled = x / c**0.5
+    x_scaled = (x / c**0.5)[..., None]
+    in_place = not (torch.is_grad_enabled() and x.requires_grad)
+    step = max(1, budget_bytes // max(b * c * h * w * x.element_size(), 1))
     out = []
-    for start in range(0, offsets.shape[0], chunk):
-        window = offsets[start : start + chunk]
+    for start in range(0, offsets.shape[0], step):
+        window = offsets[start : start + step]
         coords = (warp[:, :, :, None] + window[None, None, None]).reshape(b, h, w * len(window), 2)
         with torch.no_grad():
             sampled = F.grid_sample(y, coords, mode="bilinear", padding_mode="zeros", align_corners=False)
-        sampled = sampled.reshape(b, c, h, w, len(window))
-        out.append(torch.einsum("bchw,bchwk->bkhw", x_scaled, sampled))
+        sampled = sampled.view(b, c, h, w, len(window))
+        product = sampled.mul_(x_scaled) if in_place else sampled * x_scaled
+        out.append(product.sum(dim=1).permute(0, 3, 1, 2))
     return torch.cat(out, dim=1)
 
 
