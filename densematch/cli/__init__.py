@@ -10,6 +10,7 @@ from ..errors import DensematchError
 
 # subcommand name -> module in densematch.cli defining add_arguments(parser) and run(args) -> int
 COMMANDS = {
+    "synth": "densematch.cli.synth",
 }
 
 

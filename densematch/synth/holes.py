@@ -1,0 +1,73 @@
+"""Which source pixels keep a trustworthy correspondence in the rendered view (``valid0``).
+
+A source pixel ``p0`` is *covisible* when
+
+1. its depth is known, it lies in front of camera 1 and projects inside image 1 (``uv1`` is computed with
+   the same functions as :func:`~densematch.geometry.warps.warp_from_depth`, so it is the same warp);
+2. the four pixels of image 1 around its projection ``uv1`` (the footprint of a bilinear lookup) are all
+   inside the image, none is a hole (uncovered, a stretched triangle across a depth edge, unknown depth)
+   and each shows a surface within ``footprint_depth_tol`` (relative) of ``p0``'s depth in camera 1;
+3. the rendered depth of image 1, bilinearly interpolated at ``uv1``, agrees with ``p0``'s depth in camera 1
+   within ``rel_depth_tol`` (relative): otherwise another surface occludes it.
+
+Rule 2 is deliberately conservative (it drops a band of at most one pixel along holes and occlusion edges)
+so that, for every valid pixel, colour and depth of image 1 looked up at ``uv1`` come from the surface of
+``p0`` and never from a hole or an inpainted region.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..geometry.warps import pixel_grid, project, transform, unproject
+
+
+def covisible_mask(
+    depth0: torch.Tensor,
+    K0: torch.Tensor,
+    K1: torch.Tensor,
+    T_0to1: torch.Tensor,
+    depth1: torch.Tensor,
+    hole1: torch.Tensor,
+    *,
+    rel_depth_tol: float = 0.01,
+    footprint_depth_tol: float = 0.05,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``valid0`` ``(H0, W0)`` bool and ``uv1`` ``(H0, W0, 2)`` (OpenCV pixels in image 1): see the module.
+
+    Args:
+        depth0: ``(H0, W0)`` source depth, 0 = unknown.
+        K0, K1, T_0to1: the cameras (``(3, 3)``, ``(3, 3)``, ``(4, 4)``).
+        depth1: ``(H1, W1)`` rendered depth, 0 = unknown.
+        hole1: ``(H1, W1)`` bool hole mask of image 1.
+        rel_depth_tol: relative depth agreement of the bilinear lookup (occlusion test).
+        footprint_depth_tol: relative depth agreement of each of the four footprint pixels.
+    """
+    height1, width1 = depth1.shape
+    height0, width0 = depth0.shape
+    depth0 = depth0.to(torch.float32)
+    K0, K1, T_0to1 = (m.to(depth0) for m in (K0, K1, T_0to1))
+    known = torch.isfinite(depth0) & (depth0 > 0)
+    grid = pixel_grid(height0, width0, device=depth0.device, dtype=depth0.dtype).reshape(-1, 2)
+    points1 = transform(unproject(grid, torch.where(known, depth0, 0.0).reshape(-1), K0), T_0to1)
+    uv1, z1 = project(points1, K1)  # exactly as in warp_from_depth
+    uv1, z1 = uv1.reshape(height0, width0, 2), z1.reshape(height0, width0)
+    left = torch.floor(uv1[..., 0])
+    top = torch.floor(uv1[..., 1])
+    valid = known & (z1 > 0) & (left >= 0) & (top >= 0) & (left <= width1 - 2) & (top <= height1 - 2)
+    # the four footprint pixels: solid (no hole, known depth) and on p0's surface
+    solid_depth = torch.where(~hole1 & (depth1 > 0), depth1.to(torch.float32), float("nan")).reshape(-1)
+    corner = (top.clamp(0, height1 - 2) * width1 + left.clamp(0, width1 - 2)).long()
+    fx, fy = uv1[..., 0] - left, uv1[..., 1] - top
+    looked_up = torch.zeros_like(z1)
+    for offset, weight in (
+        (0, (1 - fx) * (1 - fy)),
+        (1, fx * (1 - fy)),
+        (width1, (1 - fx) * fy),
+        (width1 + 1, fx * fy),
+    ):
+        neighbour = solid_depth[corner + offset]
+        valid &= (neighbour - z1).abs() <= footprint_depth_tol * z1  # false for holes (nan)
+        looked_up += weight * torch.nan_to_num(neighbour)
+    valid &= (looked_up - z1).abs() <= rel_depth_tol * z1
+    return valid, uv1
