@@ -29,7 +29,7 @@ from ..io import load_image
 from . import store
 from .camera import CropResize, PoseRanges, sample_intrinsics, sample_relative_pose
 from .depth import values_to_depth
-from .holes import covisible_mask
+from .holes import covisible_mask, edge_pixels
 from .inpaint import TeleaInpainter
 from .lift import lift_depth
 from .relight import RelightConfig, relight, sample_lighting
@@ -247,6 +247,8 @@ def synthesize_pair(
         T_t,
         novel.depth,
         novel.hole,
+        source_uv1=novel.source_uv,
+        edge0=edge_pixels(mesh.face_stretched, height, width),
         rel_depth_tol=config.rel_depth_tol,
         footprint_depth_tol=config.footprint_depth_tol,
     )
