@@ -1,4 +1,4 @@
-"""The engine end to end: output format, exact GT on the written files, determinism, resume, bad input, CLI."""
+"""The engine end to end: output format, exact GT in the written files, determinism, resume, bad input."""
 
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ def test_deterministic_for_a_seed(tmp_path, config):
     first = SynthEngine(config, ProceduralDepth()).pairs_for_image("img0", image)
     second = SynthEngine(config, ProceduralDepth()).pairs_for_image("img0", image)
     other = SynthEngine(replace(config, seed=4), ProceduralDepth()).pairs_for_image("img0", image)
-    for a, b in zip(first, second):
+    for a, b in zip(first, second, strict=True):
         assert np.array_equal(a.image1, b.image1) and np.array_equal(a.T_0to1, b.T_0to1)
         assert np.array_equal(a.valid0, b.valid0) and np.array_equal(a.depth1, b.depth1)
     assert not np.array_equal(first[0].T_0to1, other[0].T_0to1)

@@ -44,7 +44,7 @@ def test_single_triangle_by_hand():
 
 
 def test_perspective_correct_depth_and_weights():
-    # a slanted triangle: the weights must reproduce the 3D point seen at each pixel (pinhole K = identity-ish)
+    # a slanted triangle: the weights must reproduce the 3D point seen at each pixel
     K = torch.tensor([[10.0, 0, 8], [0, 10.0, 8], [0, 0, 1]])
     points = torch.tensor([[-0.5, -0.5, 1.0], [0.9, -0.4, 3.0], [-0.3, 0.8, 2.0]])
     uv = points @ K.T
@@ -117,11 +117,11 @@ def _inside_convex(polygon: np.ndarray, height: int, width: int, margin: float) 
     v, u = np.mgrid[0:height, 0:width]
     points = np.stack((u, v), axis=-1).astype(np.float64)
     inside = np.ones((height, width), dtype=bool)
-    for a, b in zip(polygon, np.roll(polygon, -1, axis=0)):
+    for a, b in zip(polygon, np.roll(polygon, -1, axis=0), strict=True):
         edge = b - a
         normal = np.array([-edge[1], edge[0]]) / np.linalg.norm(edge)
         side = (points - a) @ normal
-        inside &= side * np.sign(((polygon.mean(0) - a) @ normal)) > margin
+        inside &= side * np.sign((polygon.mean(0) - a) @ normal) > margin
     return inside
 
 

@@ -1,4 +1,4 @@
-"""Exactness of the rendered ground truth: lift -> render -> covisibility, checked by unprojecting/reprojecting."""
+"""Exactness of the rendered ground truth (lift -> render -> covisibility), by unprojecting/reprojecting."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ def test_identity_pose_reproduces_the_source():
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_inverse_warp_is_exact(seed):
-    """Every non-hole pixel of image1 sees a surface point whose reprojection is that pixel (vertex weights)."""
+    """Every non-hole pixel of image1 sees a surface point whose reprojection is that pixel."""
     depth, T = scene(seed)
     mesh, novel, _, _, _ = render(depth, T)
     # an independent path: interpolate the mesh vertices with the rasteriser's weights

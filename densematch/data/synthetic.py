@@ -78,7 +78,7 @@ def pair_sample(
 
 
 def _image_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).to(torch.float32) / 255
+    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255
 
 
 class SyntheticPairs(Dataset):

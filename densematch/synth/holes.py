@@ -59,7 +59,8 @@ def covisible_mask(
     K0, K1, T_0to1 = (m.to(depth0) for m in (K0, K1, T_0to1))
     known = torch.isfinite(depth0) & (depth0 > 0)
     grid = pixel_grid(height0, width0, device=depth0.device, dtype=depth0.dtype)
-    points1 = transform(unproject(grid.reshape(-1, 2), torch.where(known, depth0, 0.0).reshape(-1), K0), T_0to1)
+    flat_depth = torch.where(known, depth0, 0.0).reshape(-1)
+    points1 = transform(unproject(grid.reshape(-1, 2), flat_depth, K0), T_0to1)
     uv1, z1 = project(points1, K1)  # exactly as in warp_from_depth
     uv1, z1 = uv1.reshape(height0, width0, 2), z1.reshape(height0, width0)
     left = torch.floor(uv1[..., 0])
@@ -73,7 +74,7 @@ def covisible_mask(
     fx, fy = uv1[..., 0] - left, uv1[..., 1] - top
     looked_up = torch.zeros_like(z1)
     weights = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
-    for offset, weight in zip((0, 1, width1, width1 + 1), weights):
+    for offset, weight in zip((0, 1, width1, width1 + 1), weights, strict=True):
         index = corner + offset
         neighbour = solid_depth[index]
         same_surface = (neighbour - z1).abs() <= footprint_depth_tol * z1  # false for holes (nan)
