@@ -123,6 +123,19 @@ def test_resume_skips_complete_pairs_and_interrupts_leave_no_partial_pair(tmp_pa
     assert summary.written == 4 and summary.skipped == 2
 
 
+def test_parallel_workers_write_the_same_pairs(tmp_path, config):
+    images = make_images(tmp_path / "images", count=3)
+    engine = SynthEngine(replace(config, pairs_per_image=1), ProceduralDepth())
+    run_folder(engine, images, tmp_path / "one", progress=False)
+    summary = run_folder(engine, images, tmp_path / "two", progress=False, workers=2)
+    assert summary.written == 3
+    for pid in ("img0_000", "img1_000", "img2_000"):
+        for name in ("image1.png", "depth1.npy", "valid0.png"):
+            assert (tmp_path / "one/pairs" / pid / name).read_bytes() == (
+                tmp_path / "two/pairs" / pid / name
+            ).read_bytes()
+
+
 def test_bad_input_is_reported_and_skipped(tmp_path, config):
     images = make_images(tmp_path / "images", count=3)
     (images / "broken.jpg").write_bytes(b"not an image")

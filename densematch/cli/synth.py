@@ -49,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--sky-model", metavar="PATH", help="skyseg.onnx: sky pixels get unknown depth")
     parser.add_argument("--device", default="cpu", help="torch device for rendering and models (default cpu)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="process images in N parallel processes (CPU rendering; default 1)",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -81,7 +88,14 @@ def run(args: argparse.Namespace) -> int:
     inpainter = DiffusionInpainter(args.inpaint_model, device=args.device) if args.inpaint_model else None
     sky = SkySegmenter(args.sky_model) if args.sky_model else None
     engine = SynthEngine(config, depth_source, inpainter=inpainter, sky=sky)
-    summary = run_folder(engine, images, args.output, progress=not args.quiet, name=Path(args.output).name)
+    summary = run_folder(
+        engine,
+        images,
+        args.output,
+        progress=not args.quiet,
+        name=Path(args.output).name,
+        workers=args.workers,
+    )
     print(f"wrote {summary.written} pairs ({summary.skipped} already present) to {summary.index}")
     if summary.failures:
         print(

@@ -335,12 +335,14 @@ def run_folder(
     progress: bool = True,
     name: str | None = None,
     index_every: int = 50,
+    workers: int = 1,
 ) -> RunSummary:
     """Generate ``pairs_per_image`` pairs for every image; skip pairs already complete in ``output``.
 
     Bad images (unreadable, wrong-size or all-unknown depth, no overlapping pose) are logged, recorded in
     ``failures.json`` and skipped. ``pairs.json`` is rewritten (atomically) every ``index_every`` images and
-    at the end, also when interrupted.
+    at the end, also when interrupted. ``workers > 1`` processes images in that many forked processes (one
+    torch thread each); the pairs are identical to a single-process run.
     """
     from tqdm import tqdm
 
@@ -351,30 +353,67 @@ def run_folder(
     entries = store.read_entries(output)
     summary = RunSummary()
     count = engine.config.pairs_per_image
+    jobs = []
+    for path in paths:
+        todo = [i for i in range(count) if store.pair_id(path.stem, i) not in entries]
+        summary.skipped += count - len(todo)
+        if todo:
+            jobs.append((path, todo))
+    pool = None
     try:
-        for number, path in enumerate(tqdm(paths, desc="synth", unit="img", disable=not progress), start=1):
-            todo = [i for i in range(count) if store.pair_id(path.stem, i) not in entries]
-            summary.skipped += count - len(todo)
-            if todo:
-                try:
-                    image = np.asarray(load_image(path))
-                    for pair in engine.pairs_for_image(path.stem, image, indices=todo):
-                        pid = store.pair_id(path.stem, pair.index)
-                        entries[pid] = store.write_pair(output, pid, _arrays(pair), pair.entry())
-                        summary.written += 1
-                    summary.failures.pop(path.name, None)
-                except (MissingDependencyError, WeightsError):
-                    raise
-                except Exception as exc:  # noqa: BLE001 - one bad image must not abort a long run
-                    reason = str(exc) if isinstance(exc, DensematchError) else f"{type(exc).__name__}: {exc}"
-                    summary.failures[path.name] = reason
-                    log.warning("skipping %s: %s", path.name, reason)
+        if workers > 1 and len(jobs) > 1:
+            import multiprocessing
+
+            pool = multiprocessing.get_context("fork").Pool(
+                workers, initializer=_init_worker, initargs=(engine, output)
+            )
+            results = pool.imap(_worker_job, jobs)
+        else:
+            results = (_process_image(engine, output, path, todo) for path, todo in jobs)
+        bar = tqdm(results, total=len(jobs), desc="synth", unit="img", disable=not progress)
+        for number, (path, new_entries, reason) in enumerate(bar, start=1):
+            entries.update(new_entries)
+            summary.written += len(new_entries)
+            if reason is not None:
+                summary.failures[path.name] = reason
+                log.warning("skipping %s: %s", path.name, reason)
             if number % index_every == 0:
                 store.write_index(output, entries, name or output.name)
     finally:
+        if pool is not None:
+            pool.terminate()
         summary.index = store.write_index(output, entries, name or output.name)
         store.write_failures(output, summary.failures)
     return summary
+
+
+def _process_image(engine: SynthEngine, output: Path, path: Path, todo: list[int]):
+    """Synthesise and write the pairs ``todo`` of one image -> (path, {pair id: entry}, failure or None)."""
+    written = {}
+    try:
+        image = np.asarray(load_image(path))
+        for pair in engine.pairs_for_image(path.stem, image, indices=todo):
+            pid = store.pair_id(path.stem, pair.index)
+            written[pid] = store.write_pair(output, pid, _arrays(pair), pair.entry())
+    except (MissingDependencyError, WeightsError):
+        raise
+    except Exception as exc:  # noqa: BLE001 - one bad image must not abort a long run
+        reason = str(exc) if isinstance(exc, DensematchError) else f"{type(exc).__name__}: {exc}"
+        return path, written, reason
+    return path, written, None
+
+
+_WORKER: dict = {}  # per worker process: the engine and output folder (set by the pool initializer)
+
+
+def _init_worker(engine: SynthEngine, output: Path) -> None:
+    torch.set_num_threads(1)
+    _WORKER["engine"], _WORKER["output"] = engine, output
+
+
+def _worker_job(job):
+    path, todo = job
+    return _process_image(_WORKER["engine"], _WORKER["output"], path, todo)
 
 
 def _arrays(pair: SynthPair) -> dict:
