@@ -162,38 +162,13 @@ def test_cli_synth(tmp_path, capsys):
     for i in range(2):  # 16-bit disparity PNGs
         disparity = np.tile(np.linspace(1000, 60000, 90), (70, 1)).astype(np.uint16)
         cv2.imwrite(str(depth / f"img{i}.png"), disparity)
-    code = main(
-        [
-            "synth",
-            str(images),
-            "--output",
-            str(tmp_path / "out"),
-            "--depth",
-            str(depth),
-            "--resolution",
-            "48",
-            "--pairs-per-image",
-            "1",
-            "--quiet",
-        ]
-    )
-    assert code == 0
+    command = ["synth", str(images), "--output", str(tmp_path / "out"), "--depth", str(depth)]
+    command += ["--resolution", "48", "--quiet"]
+    assert main(command) == 0
     assert "wrote 2 pairs" in capsys.readouterr().out
     index = json.loads((tmp_path / "out" / "pairs.json").read_text())
     assert [p["size0"] for p in index["pairs"]] == [[48, 48], [48, 48]]
-    code = main(
-        [
-            "synth",
-            str(images),
-            "--output",
-            str(tmp_path / "out"),
-            "--depth",
-            str(depth),
-            "--resolution",
-            "48",
-            "--quiet",
-        ]
-    )
+    code = main(command)
     assert code == 0 and "wrote 0 pairs (2 already present)" in capsys.readouterr().out
 
 
