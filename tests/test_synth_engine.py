@@ -189,3 +189,19 @@ def test_cli_reports_missing_optional_dependencies(tmp_path, capsys):
             ["synth", str(images), "-o", str(tmp_path / "out"), "--depth-model", "nowhere", "--quiet"]
         )
         assert code == 2 and "transformers" in capsys.readouterr().err
+
+
+def test_sky_gets_unknown_depth_but_is_rendered(tmp_path, config):
+    images = make_images(tmp_path / "images", count=1)
+    image = cv2.cvtColor(cv2.imread(str(images / "img0.png")), cv2.COLOR_BGR2RGB)
+
+    def top_is_sky(prepared):
+        mask = np.zeros(prepared.shape[:2], bool)
+        mask[:16] = True
+        return mask
+
+    engine = SynthEngine(replace(config, relight=None, inpaint=False), ProceduralDepth(), sky=top_is_sky)
+    pair = engine.pairs_for_image("img0", image, indices=[0])[0]
+    assert (pair.depth0[:16] == 0).all() and not pair.valid0[:16].any()
+    sky_in_view1 = (pair.depth1 == 0) & ~pair.hole1
+    assert sky_in_view1.sum() > 0  # sky pixels are rendered (far away), not holes, and carry no depth

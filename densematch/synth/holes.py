@@ -68,7 +68,7 @@ def covisible_mask(
     valid = known & (z1 > 0) & (left >= 0) & (top >= 0) & (left <= width1 - 2) & (top <= height1 - 2)
     solid_depth = torch.where(~hole1 & (depth1 > 0), depth1.to(torch.float32), float("nan")).reshape(-1)
     if source_uv1 is not None:
-        source_uv1 = source_uv1.reshape(-1, 2)
+        source_u1, source_v1 = source_uv1[..., 0].reshape(-1), source_uv1[..., 1].reshape(-1)
         interior = ~_dilate(edge0, source_radius) if edge0 is not None else torch.ones_like(known)
     corner = (top.clamp(0, height1 - 2) * width1 + left.clamp(0, width1 - 2)).long()
     fx, fy = uv1[..., 0] - left, uv1[..., 1] - top
@@ -76,10 +76,13 @@ def covisible_mask(
     weights = ((1 - fx) * (1 - fy), fx * (1 - fy), (1 - fx) * fy, fx * fy)
     for offset, weight in zip((0, 1, width1, width1 + 1), weights, strict=True):
         index = corner + offset
-        neighbour = solid_depth[index]
+        neighbour = torch.take(solid_depth, index)
         same_surface = (neighbour - z1).abs() <= footprint_depth_tol * z1  # false for holes (nan)
         if source_uv1 is not None:
-            distance = (source_uv1[index] - grid).abs().amax(dim=-1)
+            distance = torch.maximum(
+                (torch.take(source_u1, index) - grid[..., 0]).abs(),
+                (torch.take(source_v1, index) - grid[..., 1]).abs(),
+            )
             same_surface |= interior & (distance <= source_radius) & ~torch.isnan(neighbour)
         valid &= same_surface
         looked_up += weight * torch.nan_to_num(neighbour)
@@ -97,6 +100,9 @@ def edge_pixels(face_stretched: torch.Tensor, height: int, width: int) -> torch.
 def _dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
     if radius <= 0:
         return mask
-    size = 2 * radius + 1
-    pooled = F.max_pool2d(mask.to(torch.float32)[None, None], kernel_size=size, stride=1, padding=radius)
+    size = 2 * radius + 1  # separable: a row pass, then a column pass
+    pooled = F.max_pool2d(
+        mask.to(torch.float32)[None, None], kernel_size=(1, size), stride=1, padding=(0, radius)
+    )
+    pooled = F.max_pool2d(pooled, kernel_size=(size, 1), stride=1, padding=(radius, 0))
     return pooled[0, 0] > 0

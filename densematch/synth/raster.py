@@ -31,7 +31,7 @@ from ..errors import InputShapeError
 _EMPTY = torch.iinfo(torch.int64).max
 _INSIDE_TOL = 1e-5
 _SMALL_BLOCKS = (1, 2, 3, 4)  # a triangle whose larger box side is < S is evaluated on an S x S block
-_TILE = 4  # larger triangles: their boxes are cut into TILE x TILE tiles, and tiles they miss are skipped
+_TILES = (16, 4)  # larger triangles: boxes are cut into 16x16 then 4x4 tiles; tiles they miss are skipped
 _MAX_CANDIDATES = 1 << 22  # pixel candidates per vectorised step (bounds the memory)
 
 
@@ -148,8 +148,24 @@ def _fill_zbuffer(table: torch.Tensor, zbuffer: torch.Tensor, height: int, width
 def _scatter_tiled(
     consts: torch.Tensor, index: torch.Tensor, width: int, height: int, zbuffer: torch.Tensor
 ) -> None:
-    """Large triangles: cut their boxes into tiles, drop the tiles a triangle misses, scatter the rest."""
-    tile = _TILE
+    """Large triangles: cut their boxes into tiles (coarse, then fine), drop the tiles a triangle misses."""
+    for tile in _TILES:
+        consts, index = _split_into_tiles(consts, index, tile, width)
+    tile = _TILES[-1]
+    step = _MAX_CANDIDATES // (tile * tile)
+    for start in range(0, index.numel(), step):
+        chunk = slice(start, start + step)
+        _scatter_block(consts[:, chunk], index[chunk], tile, width, height, zbuffer)
+
+
+def _split_into_tiles(
+    consts: torch.Tensor, index: torch.Tensor, tile: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cut every box into ``tile x tile`` pieces and keep the (triangle, piece) pairs that may be covered.
+
+    Returns the constants of the kept pieces, re-expressed relative to each piece's origin (box clamped to
+    the piece), and their triangle indices.
+    """
     tiles_x = torch.div(consts[9].long(), tile, rounding_mode="floor") + 1
     tiles_y = torch.div(consts[10].long(), tile, rounding_mode="floor") + 1
     counts = tiles_x * tiles_y
@@ -158,23 +174,23 @@ def _scatter_tiled(
     local = torch.arange(owner.numel(), device=consts.device) - first[owner]
     ox = ((local % tiles_x[owner]) * tile).to(consts.dtype)
     oy = (torch.div(local, tiles_x[owner], rounding_mode="floor") * tile).to(consts.dtype)
-    rows = consts.index_select(1, owner)
-    c0, a0, b0, c1, a1, b1 = rows[0:6]
+    edges = consts[0:6].index_select(1, owner)
+    c0, a0, b0, c1, a1, b1 = edges
     c0 = c0 + a0 * ox + b0 * oy
     c1 = c1 + a1 * ox + b1 * oy
     c2, a2, b2 = 1.0 - c0 - c1, -(a0 + a1), -(b0 + b1)
     reach = float(tile - 1)
     hit = torch.ones_like(c0, dtype=torch.bool)
-    for c, a, b in ((c0, a0, b0), (c1, a1, b1), (c2, a2, b2)):  # the largest lambda over the tile's pixels
+    for c, a, b in ((c0, a0, b0), (c1, a1, b1), (c2, a2, b2)):  # the largest lambda over the piece's pixels
         hit &= c + (a * reach).clamp(min=0) + (b * reach).clamp(min=0) >= -_INSIDE_TOL
-    rows[0], rows[3] = c0, c1
-    rows[9], rows[10] = rows[9] - ox, rows[10] - oy
+    kept = hit.nonzero().squeeze(1)
+    owner, ox, oy = owner[kept], ox[kept], oy[kept]
+    rows = consts.index_select(1, owner)
+    rows[0], rows[3] = c0[kept], c1[kept]
+    rows[9] = (rows[9] - ox).clamp(max=tile - 1)
+    rows[10] = (rows[10] - oy).clamp(max=tile - 1)
     rows[11] = rows[11] + oy * width + ox
-    survivors = hit.nonzero().squeeze(1)
-    step = _MAX_CANDIDATES // (tile * tile)
-    for start in range(0, survivors.numel(), step):
-        chunk = survivors[start : start + step]
-        _scatter_block(rows.index_select(1, chunk), index[owner[chunk]], tile, width, height, zbuffer)
+    return rows, index[owner]
 
 
 def _scatter_block(
