@@ -40,9 +40,12 @@ def render(depth, T, image=None):
     mesh = lift_depth(depth, K)
     novel = render_novel_view(mesh, image, K, K, T)
     edges = edge_pixels(mesh.face_stretched, SIZE, SIZE)
+    options = dict(source_uv1=novel.source_uv, edge0=edges)
     valid0, uv1 = covisible_mask(
-        depth, K, K, T, novel.depth, novel.hole, source_uv1=novel.source_uv, edge0=edges
+        depth, K, K, T, novel.depth, novel.hole, projected=(novel.vertex_uv, novel.vertex_depth), **options
     )
+    recomputed = covisible_mask(depth, K, K, T, novel.depth, novel.hole, **options)
+    assert torch.equal(valid0, recomputed[0]) and torch.equal(uv1[valid0], recomputed[1][valid0])
     return mesh, novel, valid0, uv1, image
 
 

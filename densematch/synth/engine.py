@@ -249,6 +249,7 @@ def synthesize_pair(
         novel.hole,
         source_uv1=novel.source_uv,
         edge0=edge_pixels(mesh.face_stretched, height, width),
+        projected=(novel.vertex_uv, novel.vertex_depth),
         rel_depth_tol=config.rel_depth_tol,
         footprint_depth_tol=config.footprint_depth_tol,
     )

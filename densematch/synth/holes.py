@@ -39,6 +39,7 @@ def covisible_mask(
     rel_depth_tol: float = 0.01,
     footprint_depth_tol: float = 0.05,
     source_radius: int = 3,
+    projected: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """``valid0`` ``(H0, W0)`` bool and ``uv1`` ``(H0, W0, 2)`` (OpenCV pixels in image 1): see the module.
 
@@ -52,6 +53,8 @@ def covisible_mask(
         rel_depth_tol: relative depth agreement of the bilinear lookup (occlusion test).
         footprint_depth_tol: relative depth agreement of each of the four footprint pixels.
         source_radius: how far (source pixels, Chebyshev) a footprint pixel's source point may be from ``p0``.
+        projected: optional ``(uv1, z1)`` of every source pixel in camera 1, when already computed with the
+            same functions (:class:`~densematch.synth.render.NovelView` ``vertex_uv``, ``vertex_depth``).
     """
     height1, width1 = depth1.shape
     height0, width0 = depth0.shape
@@ -59,10 +62,13 @@ def covisible_mask(
     K0, K1, T_0to1 = (m.to(depth0) for m in (K0, K1, T_0to1))
     known = torch.isfinite(depth0) & (depth0 > 0)
     grid = pixel_grid(height0, width0, device=depth0.device, dtype=depth0.dtype)
-    flat_depth = torch.where(known, depth0, 0.0).reshape(-1)
-    points1 = transform(unproject(grid.reshape(-1, 2), flat_depth, K0), T_0to1)
-    uv1, z1 = project(points1, K1)  # exactly as in warp_from_depth
-    uv1, z1 = uv1.reshape(height0, width0, 2), z1.reshape(height0, width0)
+    if projected is None:
+        flat_depth = torch.where(known, depth0, 0.0).reshape(-1)
+        points1 = transform(unproject(grid.reshape(-1, 2), flat_depth, K0), T_0to1)
+        uv1, z1 = project(points1, K1)  # exactly as in warp_from_depth
+        uv1, z1 = uv1.reshape(height0, width0, 2), z1.reshape(height0, width0)
+    else:
+        uv1, z1 = projected
     left = torch.floor(uv1[..., 0])
     top = torch.floor(uv1[..., 1])
     valid = known & (z1 > 0) & (left >= 0) & (top >= 0) & (left <= width1 - 2) & (top <= height1 - 2)

@@ -108,7 +108,8 @@ def _fill_zbuffer(table: torch.Tensor, zbuffer: torch.Tensor, height: int, width
     index = usable.nonzero().squeeze(1)
     if index.numel() == 0:
         return
-    table, x0, x1, y0, y1 = table.index_select(1, index), x0[index], x1[index], y0[index], y1[index]
+    table = torch.cat((table, torch.stack((x0, x1, y0, y1)))).index_select(1, index)
+    x0, x1, y0, y1 = table[9:13]
     # per-triangle constants relative to the box origin (small numbers: good float32 conditioning)
     ua, ub, uc = table[0:3] - x0
     va, vb, vc = table[3:6] - y0
@@ -198,19 +199,23 @@ def _scatter_block(
 ) -> None:
     """Evaluate ``size x size`` pixel blocks of the triangles ``index`` and update the z-buffer."""
     c0, a0, b0, c1, a1, b1, iz0, iz1, iz2, box_w, box_h, base = (row[:, None] for row in consts)
-    offsets = torch.arange(size, device=consts.device, dtype=consts.dtype)
-    dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
-    dx, dy = dx.reshape(1, -1), dy.reshape(1, -1)
-    lam0 = c0 + a0 * dx + b0 * dy
-    lam1 = c1 + a1 * dx + b1 * dy
+    if size == 1:  # the whole box is the pixel at its origin
+        lam0, lam1, pixel = c0, c1, base.to(torch.int64)
+    else:
+        offsets = torch.arange(size, device=consts.device, dtype=consts.dtype)
+        dy, dx = torch.meshgrid(offsets, offsets, indexing="ij")
+        dx, dy = dx.reshape(1, -1), dy.reshape(1, -1)
+        lam0 = c0 + a0 * dx + b0 * dy
+        lam1 = c1 + a1 * dx + b1 * dy
+        pixel = (base + dy * width + dx).to(torch.int64).clamp_(max=height * width)
     lam2 = 1.0 - lam0 - lam1
     inv_depth = lam0 * iz0 + lam1 * iz1 + lam2 * iz2
     inside = (torch.minimum(torch.minimum(lam0, lam1), lam2) >= -_INSIDE_TOL) & (inv_depth > 0)
-    if size > 1:  # a 1x1 block is the whole box
+    if size > 1:
         inside &= (dx <= box_w) & (dy <= box_h)
-    depth_bits = (1.0 / inv_depth).view(torch.int32).to(torch.int64)
-    key = torch.where(inside, (depth_bits << 32) | index[:, None], _EMPTY)
-    pixel = torch.where(inside, (base + dy * width + dx).to(torch.int64), height * width)
+    key = (1.0 / inv_depth).view(torch.int32).to(torch.int64)
+    key = key.bitwise_left_shift_(32).bitwise_or_(index[:, None])
+    key.masked_fill_(~inside, _EMPTY)  # candidates outside write the neutral key (any pixel)
     zbuffer.scatter_reduce_(0, pixel.reshape(-1), key.reshape(-1), reduce="amin")
 
 

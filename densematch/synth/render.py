@@ -33,6 +33,8 @@ class NovelView:
         source_uv: ``(H, W, 2)`` OpenCV pixel of the source image seen at each pixel (where covered).
         surface_depth: ``(H, W)`` depth of whatever surface covers the pixel, holes included (for shading);
             0 where uncovered.
+        vertex_uv, vertex_depth: ``(H0, W0, 2)`` and ``(H0, W0)``: every source vertex projected into the new
+            camera (pixel and depth; meaningful where the source depth is known).
     """
 
     image: torch.Tensor
@@ -41,6 +43,8 @@ class NovelView:
     backdrop: torch.Tensor
     source_uv: torch.Tensor
     surface_depth: torch.Tensor
+    vertex_uv: torch.Tensor | None = None
+    vertex_depth: torch.Tensor | None = None
 
 
 def render_novel_view(
@@ -89,7 +93,8 @@ def render_novel_view(
     hole = ~covered | mesh.face_hole[safe_face]
     backdrop = covered & ~hole & ~known
     depth = torch.where(known & ~hole, fragments.depth, torch.zeros_like(fragments.depth))
-    return NovelView(image, depth, hole, backdrop, source_uv, fragments.depth)
+    vertex_uv, vertex_depth = uv1.reshape(height0, width0, 2), z1.reshape(height0, width0)
+    return NovelView(image, depth, hole, backdrop, source_uv, fragments.depth, vertex_uv, vertex_depth)
 
 
 def sample_image(image: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
