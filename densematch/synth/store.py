@@ -7,8 +7,8 @@ Layout of an output folder ``OUT``::
     OUT/pairs/<id>/image1.png      the rendered novel view (relit / inpainted)
     OUT/pairs/<id>/depth0.npy      float32 (H, W) depth of image0, same units as T_0to1, 0 = unknown
     OUT/pairs/<id>/depth1.npy      float32 (H, W) depth of image1 (0 in holes, sky and unknown regions)
-    OUT/pairs/<id>/valid0.png      8-bit mask: image0 pixels covisible in image1 and not holes (255 = valid)
-    OUT/pairs/<id>/hole1.png       8-bit mask: image1 pixels without ground truth (holes, inpainted; 255)
+    OUT/pairs/<id>/valid0.png      1-bit mask: image0 pixels covisible in image1, not holes (nonzero = valid)
+    OUT/pairs/<id>/hole1.png       1-bit mask: image1 pixels without ground truth (holes, inpainted; nonzero)
     OUT/pairs/<id>/pair.json       this pair's entry of pairs.json
     OUT/failures.json              images that were skipped, and why
 
@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import ImageReadError
 from ..io import atomic_write
 
 INDEX_NAME = "pairs.json"
@@ -40,7 +41,7 @@ FAILURES_NAME = "failures.json"
 CONVENTION = (
     "OpenCV pixels (centre of the top-left pixel at (0, 0)); K0/K1 at the stored resolution; "
     "T_0to1 maps camera-0 points to camera 1 (X1 = R X0 + t); depth0/depth1 float32 .npy in the units of "
-    "T_0to1, 0 = unknown; valid0/hole1 8-bit PNG masks, nonzero = set; image0 is the source view, image1 "
+    "T_0to1, 0 = unknown; valid0/hole1 PNG masks (1-bit), nonzero = set; image0 is the source view, image1 "
     "the rendered novel view; GT warp = warp_from_depth(depth0, K0, K1, T_0to1) where valid0"
 )
 _TEMP_PREFIX = ".tmp-"
@@ -80,7 +81,7 @@ def write_pair(root, pid: str, arrays: dict, entry: dict) -> dict:
             np.save(temp / f"{key}.npy", np.ascontiguousarray(arrays[key], dtype=np.float32))
             files[key] = f"{key}.npy"
         for key in ("valid0", "hole1"):
-            _write_png(temp / f"{key}.png", arrays[key].astype(np.uint8) * 255)
+            _write_png(temp / f"{key}.png", arrays[key].astype(np.uint8) * 255, bilevel=True)
             files[key] = f"{key}.png"
         full = {key: f"{PAIRS_FOLDER}/{pid}/{name}" for key, name in files.items()}
         full = {"id": pid, **full, **entry}
@@ -94,8 +95,9 @@ def write_pair(root, pid: str, arrays: dict, entry: dict) -> dict:
     return full
 
 
-def _write_png(path: Path, array: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), array, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+def _write_png(path: Path, array: np.ndarray, bilevel: bool = False) -> None:
+    options = [cv2.IMWRITE_PNG_COMPRESSION, 1] + ([cv2.IMWRITE_PNG_BILEVEL, 1] if bilevel else [])
+    if not cv2.imwrite(str(path), array, options):
         raise OSError(f"cannot write {path}")
 
 
@@ -147,8 +149,6 @@ def write_failures(root, failures: dict[str, str]) -> Path:
 
 def read_index(root) -> dict:
     """Load ``root/pairs.json``."""
-    from ..errors import ImageReadError
-
     path = Path(root) / INDEX_NAME
     if not path.is_file():
         raise ImageReadError(f"no {INDEX_NAME} in {root}: not a synthetic pair folder")
