@@ -292,13 +292,13 @@ def finish_pair(
     if relit and config.relight is not None and rng.random() < config.relight.probability:
         known = view.depth[view.depth > 0]
         lighting = sample_lighting(rng, config.relight, float(np.median(known)))
-        shading_depth = torch.from_numpy(
-            pair.shading_depth if pair.shading_depth is not None else pair.depth1
-        )
-        image = torch.from_numpy(pair.image1).permute(2, 0, 1).to(torch.float32) / 255
-        K1 = torch.from_numpy(pair.K1).to(torch.float32)
+        device = torch.device(config.device)
+        depth = pair.shading_depth if pair.shading_depth is not None else pair.depth1
+        shading_depth = torch.from_numpy(depth).to(device)
+        image = torch.from_numpy(pair.image1).to(device).permute(2, 0, 1).to(torch.float32) / 255
+        K1 = torch.from_numpy(pair.K1).to(device=device, dtype=torch.float32)
         shaded = relight(image, shading_depth, K1, lighting, config.relight.gamma)
-        pair.image1 = (shaded * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        pair.image1 = (shaded * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     pair.info.update(
         {
             "valid_fraction": round(float(pair.valid0.mean()), 5),

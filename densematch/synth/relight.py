@@ -160,9 +160,10 @@ def relight(
     albedo = image.to(torch.float32).clamp(0, 1) ** gamma
     radiance = albedo * diffuse + lighting.specular * specular
     luma = torch.tensor(_LUMA, device=image.device)[:, None, None]
-    target = lighting.brightness * (albedo * luma).sum(0).median()
-    current = (radiance * luma).sum(0).median().clamp(min=1e-6)
-    return (radiance * (target / current)).clamp(0, 1) ** (1.0 / gamma)
+    sample = (slice(None), slice(None, None, stride), slice(None, None, stride))  # medians on a subsample
+    target = lighting.brightness * (albedo[sample] * luma).sum(0).median()
+    current = (radiance[sample] * luma).sum(0).median().clamp(min=1e-6)
+    return (radiance * (target / current)).clamp_(0, 1) ** (1.0 / gamma)
 
 
 def shading(depth: torch.Tensor, K: torch.Tensor, lighting: Lighting) -> tuple[torch.Tensor, torch.Tensor]:
