@@ -105,17 +105,35 @@ def _fill_zbuffer(table: torch.Tensor, zbuffer: torch.Tensor, height: int, width
     y0 = v.amin(dim=0).ceil_().clamp_(min=0)
     y1 = v.amax(dim=0).floor_().clamp_(max=height - 1)
     usable = (x1 >= x0) & (y1 >= y0) & (z.amin(dim=0) > near) & torch.isfinite(table.sum(dim=0))
-    index = usable.nonzero().squeeze(1)
-    if index.numel() == 0:
-        return
-    table = torch.cat((table, torch.stack((x0, x1, y0, y1)))).index_select(1, index)
-    x0, x1, y0, y1 = table[9:13]
-    # per-triangle constants relative to the box origin (small numbers: good float32 conditioning)
-    ua, ub, uc = table[0:3] - x0
-    va, vb, vc = table[3:6] - y0
+    side = torch.where(usable, torch.maximum(x1 - x0, y1 - y0), -1.0)  # box side minus one; -1: skip
+    full = torch.cat((table, torch.stack((x0, x1, y0, y1))))
+    lower = 0.0
+    for size in _SMALL_BLOCKS:
+        members = ((side < size) & (side >= lower)).nonzero().squeeze(1)
+        lower = size
+        step = max(1, _MAX_CANDIDATES // (size * size))
+        for start in range(0, members.numel(), step):
+            chunk = members[start : start + step]
+            consts = _edge_constants(full.index_select(1, chunk), width)
+            _scatter_block(consts, chunk, size, width, height, zbuffer)
+    large = (side >= lower).nonzero().squeeze(1)
+    if large.numel() > 0:
+        _scatter_tiled(_edge_constants(full.index_select(1, large), width), large, width, height, zbuffer)
+
+
+def _edge_constants(rows: torch.Tensor, width: int) -> torch.Tensor:
+    """Per-triangle constants ``(12, N)`` from ``(u_abc, v_abc, z_abc, x0, x1, y0, y1)`` rows ``(13, N)``.
+
+    Rows 0-5: ``lambda_i(dx, dy) = c_i + a_i dx + b_i dy`` (i = 0, 1) relative to the box origin (small
+    numbers: good float32 conditioning); rows 6-8: inverse vertex depths; rows 9-11: box width - 1, box
+    height - 1 and the flat pixel index of the box origin. Degenerate triangles give non-finite
+    barycentrics, which no inside test accepts.
+    """
+    x0, x1, y0, y1 = rows[9:13]
+    ua, ub, uc = rows[0:3] - x0
+    va, vb, vc = rows[3:6] - y0
     inv_area = 1.0 / ((ub - ua) * (vc - va) - (uc - ua) * (vb - va))
-    # lambda_i(dx, dy) = c_i + a_i * dx + b_i * dy from the edge function opposite vertex i (rows 0-5)
-    consts = torch.stack(
+    return torch.stack(
         (
             (ub * vc - uc * vb) * inv_area,
             (vb - vc) * inv_area,
@@ -123,27 +141,14 @@ def _fill_zbuffer(table: torch.Tensor, zbuffer: torch.Tensor, height: int, width
             (uc * va - ua * vc) * inv_area,
             (vc - va) * inv_area,
             (ua - uc) * inv_area,
-            1.0 / table[6],
-            1.0 / table[7],
-            1.0 / table[8],
+            1.0 / rows[6],
+            1.0 / rows[7],
+            1.0 / rows[8],
             x1 - x0,
             y1 - y0,
             y0 * width + x0,
         )
     )
-    keep = torch.isfinite(inv_area)
-    side = torch.maximum(x1 - x0, y1 - y0)  # box side minus one
-    lower = -1.0
-    for size in _SMALL_BLOCKS:
-        members = (keep & (side < size) & (side >= lower)).nonzero().squeeze(1)
-        lower = size
-        step = max(1, _MAX_CANDIDATES // (size * size))
-        for start in range(0, members.numel(), step):
-            chunk = members[start : start + step]
-            _scatter_block(consts.index_select(1, chunk), index[chunk], size, width, height, zbuffer)
-    large = (keep & (side >= lower)).nonzero().squeeze(1)
-    if large.numel() > 0:
-        _scatter_tiled(consts.index_select(1, large), index[large], width, height, zbuffer)
 
 
 def _scatter_tiled(
