@@ -139,7 +139,7 @@ def relight(
     K: torch.Tensor,
     lighting: Lighting,
     gamma: float = 2.2,
-    shading_stride: int = 2,
+    shading_stride: int = 4,
 ) -> torch.Tensor:
     """Shade ``image`` ``(3, H, W)`` in [0, 1] with ``lighting``, using ``depth`` ``(H, W)`` (0 = unknown).
 
