@@ -31,7 +31,7 @@ from .camera import CropResize, PoseRanges, sample_intrinsics, sample_relative_p
 from .depth import values_to_depth
 from .holes import covisible_mask, edge_pixels
 from .inpaint import TeleaInpainter
-from .lift import lift_depth
+from .lift import GridMesh, lift_depth
 from .relight import RelightConfig, relight, sample_lighting
 from .render import render_novel_view
 
@@ -90,6 +90,22 @@ class SourceView:
     depth: np.ndarray
     K: np.ndarray
     sky: np.ndarray | None = None
+    _lifted: tuple | None = field(default=None, repr=False, compare=False)  # (key, mesh, edges) cache
+
+    def lifted(self, config: SynthConfig, device: torch.device) -> tuple[GridMesh, torch.Tensor]:
+        """The mesh of this view and its depth-edge pixels (computed once per view, device and settings)."""
+        key = (str(device), config.max_slant_deg, config.sky_distance)
+        if self._lifted is None or self._lifted[0] != key:
+            depth = torch.from_numpy(self.depth).to(device)
+            K = torch.from_numpy(self.K).to(device=device, dtype=torch.float32)
+            backdrop = None
+            if self.sky is not None and self.sky.any():
+                far = config.sky_distance * float(self.depth.max())
+                backdrop = torch.from_numpy(np.where(self.sky, far, 0).astype(np.float32)).to(device)
+            mesh = lift_depth(depth, K, max_slant_deg=config.max_slant_deg, backdrop_depth=backdrop)
+            height, width = self.depth.shape
+            self._lifted = (key, mesh, edge_pixels(mesh.face_stretched, height, width))
+        return self._lifted[1], self._lifted[2]
 
 
 @dataclass
@@ -203,9 +219,8 @@ class SynthEngine:
                 break
         if best.valid0.mean() < config.min_valid_fraction:
             raise NoOverlapError(
-                f"no pose out of {config.max_pose_tries} kept {config.min_valid_fraction:.0%} "
-                f"covisible pixels "
-                f"for '{view.name}' (best {best.valid0.mean():.1%})"
+                f"no pose out of {config.max_pose_tries} kept {config.min_valid_fraction:.0%} covisible "
+                f"pixels for '{view.name}' (best {best.valid0.mean():.1%})"
             )
         finish_pair(best, view, config, rng, self.inpainter if config.inpaint else None, index)
         return best
@@ -232,11 +247,7 @@ def synthesize_pair(
     K0_t = torch.from_numpy(view.K).to(device=device, dtype=torch.float32)
     K1_t = torch.from_numpy(np.asarray(K1, dtype=np.float64)).to(device=device, dtype=torch.float32)
     T_t = torch.from_numpy(np.asarray(T_0to1, dtype=np.float64)).to(device=device, dtype=torch.float32)
-    backdrop = None
-    if view.sky is not None and view.sky.any():
-        far = config.sky_distance * float(view.depth.max())
-        backdrop = torch.from_numpy(np.where(view.sky, far, 0).astype(np.float32)).to(device)
-    mesh = lift_depth(depth0, K0_t, max_slant_deg=config.max_slant_deg, backdrop_depth=backdrop)
+    mesh, edges = view.lifted(config, device)
     image0 = torch.from_numpy(view.image).to(device).permute(2, 0, 1).to(torch.float32) / 255
     height, width = view.depth.shape
     novel = render_novel_view(mesh, image0, K0_t, K1_t, T_t, (width, height))
@@ -248,7 +259,7 @@ def synthesize_pair(
         novel.depth,
         novel.hole,
         source_uv1=novel.source_uv,
-        edge0=edge_pixels(mesh.face_stretched, height, width),
+        edge0=edges,
         projected=(novel.vertex_uv, novel.vertex_depth),
         rel_depth_tol=config.rel_depth_tol,
         footprint_depth_tol=config.footprint_depth_tol,
