@@ -12,6 +12,7 @@ from ..errors import DensematchError
 COMMANDS = {
     "match": "densematch.cli.match",
     "benchmark": "densematch.cli.benchmark",
+    "synth": "densematch.cli.synth",
     "train": "densematch.cli.train",
 }
 
