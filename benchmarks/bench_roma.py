@@ -87,6 +87,13 @@ def worker(args) -> None:
     out = {"impl": args.impl, "times": times, "peak_rss_mib": _vmhwm_mib()}
     if args.device.startswith("cuda"):
         out["peak_cuda_mib"] = torch.cuda.max_memory_allocated() / 2**20
+    if args.sample:
+        warp, certainty = model.match(im_a, im_b, device=args.device)
+        _reset_peak()
+        start = time.perf_counter()
+        model.sample(warp, certainty, args.sample)
+        out["sample_seconds"] = time.perf_counter() - start
+        out["sample_peak_rss_mib"] = _vmhwm_mib()
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -105,6 +112,7 @@ def main() -> None:
     parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"], help="AMP dtype on CUDA")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--sample", type=int, default=10000, help="also time sample(num); 0 = skip")
     parser.add_argument("--impl", choices=["ours", "upstream", "both"], default="both")
     parser.add_argument("--weights-dir", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -130,7 +138,7 @@ def main() -> None:
                 print(f"{impl}: reference venv unavailable, skipped")
                 continue
             cmd = [python, __file__, "--impl", impl, "--weights-dir", tmp] + [
-                f"--{k}={getattr(args, k)}" for k in ("device", "coarse", "upsample", "dtype", "runs", "threads")
+                f"--{k}={getattr(args, k)}" for k in ("device", "coarse", "upsample", "dtype", "runs", "threads", "sample")
             ]
             done = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -144,6 +152,9 @@ def main() -> None:
         extra = f"  peak CUDA {r['peak_cuda_mib']:.0f} MiB" if "peak_cuda_mib" in r else ""
         print(f"{impl:9s} {setting}: min {t[0]:.3f} s  median {t[len(t) // 2]:.3f} s  "
               f"({1 / t[len(t) // 2]:.2f} pairs/s)  peak RSS {r['peak_rss_mib']:.0f} MiB{extra}")
+        if "sample_seconds" in r:
+            print(f"{impl:9s} sample(num={args.sample}): {r['sample_seconds']:.2f} s  "
+                  f"peak RSS {r['sample_peak_rss_mib']:.0f} MiB")
     if len(results) == 2:
         ours, ref = (sorted(results[k]["times"])[len(results[k]["times"]) // 2] for k in ("ours", "upstream"))
         print(f"speed-up (median upstream / ours): {ref / ours:.2f}x")
