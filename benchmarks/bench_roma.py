@@ -137,8 +137,9 @@ def main() -> None:
             if python is None:
                 print(f"{impl}: reference venv unavailable, skipped")
                 continue
+            passed = ("device", "coarse", "upsample", "dtype", "runs", "threads", "sample")
             cmd = [python, __file__, "--impl", impl, "--weights-dir", tmp] + [
-                f"--{k}={getattr(args, k)}" for k in ("device", "coarse", "upsample", "dtype", "runs", "threads", "sample")
+                f"--{k}={getattr(args, k)}" for k in passed
             ]
             done = subprocess.run(cmd, capture_output=True, text=True)
             lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
