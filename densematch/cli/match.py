@@ -18,7 +18,8 @@ HELP = "match two images with a registered model (or sift) and save the matches"
 def add_arguments(parser) -> None:
     parser.add_argument("image0", help="first image (A)")
     parser.add_argument("image1", help="second image (B)")
-    parser.add_argument("--model", default="roma_outdoor", help="registered model name or 'sift' (default: %(default)s)")
+    parser.add_argument("--model", default="roma_outdoor",
+                        help="registered model name or 'sift' (default: %(default)s)")
     parser.add_argument("--weights", help="local checkpoint instead of the published one")
     parser.add_argument("--dinov2-weights", help="local DINOv2 checkpoint (RoMa models)")
     parser.add_argument("--num", type=int, default=5000, help="matches to sample (default: %(default)s)")
