@@ -14,8 +14,8 @@ def draw_matches(image0, image1, kpts0: np.ndarray, kpts1: np.ndarray, scores: n
                  max_lines: int = 300, height: int = 480, seed: int = 0) -> np.ndarray:
     """Side-by-side RGB picture ``(height, W0' + W1', 3)`` uint8 with lines between matched OpenCV pixels.
 
-    At most ``max_lines`` matches are drawn (a fixed random subset); colour encodes the score (red low,
-    green high).
+    At most ``max_lines`` matches are drawn (a fixed random subset); colour encodes the score relative
+    to the best one (red low, green high).
     """
     im0, im1 = np.asarray(load_image(image0)), np.asarray(load_image(image1))
     s0, s1 = height / im0.shape[0], height / im1.shape[0]
@@ -24,7 +24,8 @@ def draw_matches(image0, image1, kpts0: np.ndarray, kpts1: np.ndarray, scores: n
     canvas = np.concatenate((im0, im1), axis=1).copy()
     n = len(kpts0)
     order = np.random.default_rng(seed).permutation(n)[:max_lines] if n > max_lines else np.arange(n)
-    scores = np.ones(n) if scores is None else np.clip(np.asarray(scores, dtype=np.float64), 0, 1)
+    scores = np.ones(n) if scores is None else np.clip(np.asarray(scores, dtype=np.float64), 0, None)
+    scores = scores / scores.max() if n and scores.max() > 0 else scores  # colour by relative score
     for i in order:
         p0 = (kpts0[i] + 0.5) * s0 - 0.5
         p1 = (kpts1[i] + 0.5) * s1 - 0.5 + np.array([im0.shape[1], 0])
