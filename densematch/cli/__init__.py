@@ -10,6 +10,9 @@ from ..errors import DensematchError
 
 # subcommand name -> module in densematch.cli defining add_arguments(parser) and run(args) -> int
 COMMANDS = {
+    "pairs": "densematch.cli.pairs",
+    "match-pairs": "densematch.cli.match_pairs",
+    "reconstruct": "densematch.cli.reconstruct",
 }
 
 

@@ -34,7 +34,7 @@ from .h5io import ImageFeatures, PairMatches
 
 @dataclass(frozen=True)
 class GridConfig:
-    cell_size: int = 8  # pixels; at most one keypoint per cell_size x cell_size square of an image
+    cell_size: int = 4  # pixels; at most one keypoint per cell_size x cell_size square of an image
     max_error: float = 2.0  # pixels; vote bin size and the largest allowed point-to-keypoint distance
     max_keypoints: int | None = 8192  # per image, only the most-voted keypoints are kept; None keeps all
     min_score: float = 0.0  # raw correspondences scoring below this are ignored
