@@ -96,3 +96,50 @@ class BatchingFakeDenseMatcher(FakeDenseMatcher):
     def match_batch(self, pairs):
         self.batches.append(len(pairs))
         return [self.match_pair(image0, image1) for image0, image1 in pairs]
+
+
+def look_at(position: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """World-to-camera rotation (OpenCV axes: x right, y down, z forward) of a camera at ``position``."""
+    forward = (target - position) / np.linalg.norm(target - position)
+    right = np.cross(forward, [0.0, 0.0, 1.0])
+    right /= np.linalg.norm(right)
+    down = np.cross(forward, right)
+    return np.stack([right, down, forward])
+
+
+def make_corner_scene(folder: Path, count: int = 6, size: tuple[int, int] = (320, 240), focal: float = 280.0):
+    """Views of the inside corner of a textured box (floor z = 0 and walls x = 0, y = 0; 4 x 4 x 3 units).
+
+    Cameras stand inside the box on an arc and look at the corner, so no face hides another. Returns
+    ``{name: (K, R, t)}`` with world-to-camera ``x_cam = R @ X + t`` and OpenCV intrinsics ``K``.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    w, h = size
+    K = np.array([[focal, 0, (w - 1) / 2], [0, focal, (h - 1) / 2], [0, 0, 1.0]])
+    pixels_per_unit = 120
+    faces = [  # origin, axis u, axis v (world units), extent along u and v
+        (np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 1.0, 0]), (4.0, 4.0)),  # floor
+        (np.zeros(3), np.array([0, 1.0, 0]), np.array([0, 0, 1.0]), (4.0, 3.0)),  # wall x = 0
+        (np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 0, 1.0]), (4.0, 3.0)),  # wall y = 0
+    ]
+    textures = [texture(int(eu * pixels_per_unit), int(ev * pixels_per_unit), seed=10 + i)
+                for i, (_, _, _, (eu, ev)) in enumerate(faces)]
+    views = {}
+    for k in range(count):
+        angle = np.radians(20 + 50 * k / max(count - 1, 1))
+        position = np.array([3.6 * np.cos(angle), 3.6 * np.sin(angle), 1.6 + 0.3 * np.sin(3 * k)])
+        R = look_at(position, np.array([0.6, 0.6, 0.8]))
+        t = -R @ position
+        image = np.zeros((h, w), np.uint8)
+        for (origin, axis_u, axis_v, _), tex in zip(faces, textures, strict=True):
+            # texture pixel (i, j) <-> world origin + (i + 0.5) / ppu * u + (j + 0.5) / ppu * v
+            A = np.stack([axis_u / pixels_per_unit, axis_v / pixels_per_unit,
+                          origin + 0.5 / pixels_per_unit * (axis_u + axis_v)], axis=1)
+            H = K @ np.column_stack([R @ A[:, 0], R @ A[:, 1], R @ A[:, 2] + t])
+            warped = cv2.warpPerspective(tex, H, size, flags=cv2.INTER_LINEAR)
+            mask = cv2.warpPerspective(np.full(tex.shape, 255, np.uint8), H, size, flags=cv2.INTER_NEAREST)
+            image[mask > 0] = warped[mask > 0]
+        name = f"corner_{k:02d}.png"
+        Image.fromarray(image).save(folder / name)
+        views[name] = (K, R, t)
+    return views

@@ -30,6 +30,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         help="correspondences per pair (dense; default 5000) / keypoints per image (sift; 8192)",
     )
+    parser.add_argument(
+        "--matcher-option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="keyword argument of the matcher, repeatable (e.g. root_sift=true, mutual=true, coarse_res=280)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the dense sampling (default 0)")
     parser.add_argument("--batch-size", type=int, default=1, help="pairs per model call (default 1)")
     parser.add_argument(
@@ -59,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
         if getattr(args, option) < 1:
             raise DensematchError(f"--{option.replace('_', '-')} must be at least 1")
     num = args.num if args.num is not None else (8192 if args.matcher == "sift" else 5000)
-    spec = MatcherSpec(args.matcher, weights=args.weights, num=num, seed=args.seed, device=args.device)
+    options = tuple(parse_option(text) for text in args.matcher_option)
+    spec = MatcherSpec(args.matcher, args.weights, num, args.seed, args.device, options=options)
     config = MatchConfig(
         workers=args.workers,
         ray_address=args.ray_address,
@@ -77,3 +85,23 @@ def run(args: argparse.Namespace) -> int:
         f"{summary['mean_matches']:.0f} matches/pair -> {outputs.features}, {outputs.matches}"
     )
     return 0
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` -> ``(key, value)``; VALUE is read as JSON (numbers, true, null) or kept as text."""
+    import json
+
+    from ..errors import DensematchError
+
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise DensematchError(
+            f"--matcher-option expects KEY=VALUE with a Python identifier as KEY, got {text!r}"
+        )
+    lowered = value.lower()
+    if lowered in ("true", "false"):
+        return key, lowered == "true"
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value

@@ -28,8 +28,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--camera-model", default="SIMPLE_RADIAL", help="COLMAP camera model (default SIMPLE_RADIAL)"
     )
+    parser.add_argument(
+        "--camera-params",
+        metavar="P1,P2,...",
+        help="known intrinsics of every camera in COLMAP's parameter order and pixel convention "
+        "(the pixel corner is (0, 0): cx, cy = OpenCV's + 0.5), e.g. f,cx,cy for SIMPLE_PINHOLE",
+    )
+    parser.add_argument(
+        "--fix-intrinsics", action="store_true", help="keep the cameras fixed (use with --camera-params)"
+    )
     parser.add_argument("--min-match-score", type=float, help="drop matches scoring at or below this")
-    parser.add_argument("--seed", type=int, default=0, help="RANSAC / mapper seed (default 0; -1 random)")
+    parser.add_argument("--seed", type=int, default=-1, help="RANSAC / mapper seed (default -1: COLMAP's)")
     parser.add_argument("--threads", type=int, default=-1, help="COLMAP threads (default: all cores)")
     parser.add_argument("--verbose", action="store_true", help="show COLMAP's log")
 
@@ -42,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
     config = ReconstructionConfig(
         camera_mode=args.camera_mode,
         camera_model=args.camera_model,
+        camera_params=args.camera_params,
+        refine_intrinsics=not args.fix_intrinsics,
         min_match_score=args.min_match_score,
         seed=args.seed,
         num_threads=args.threads,

@@ -39,12 +39,14 @@ SUMMARY_FILE = "summary.json"
 class ReconstructionConfig:
     camera_mode: str = "auto"  # auto (one camera per image size + EXIF), single, per_folder, per_image
     camera_model: str = "SIMPLE_RADIAL"  # COLMAP camera model of the imported images
+    camera_params: str | None = None  # known intrinsics "p1,p2,..." in COLMAP's order and pixel convention
+    refine_intrinsics: bool = True  # False keeps the cameras fixed (with known camera_params)
     min_match_score: float | None = None  # matches with a lower matching_scores0 are not imported
     ransac_max_error: float = 4.0  # pixels, geometric verification
     ransac_max_trials: int = 20_000  # as hloc
     min_inlier_ratio: float = 0.1  # as hloc
     min_num_inliers: int = 15  # a pair with fewer verified matches is not used
-    seed: int = 0  # RANSAC and mapper seed (-1: COLMAP chooses randomly)
+    seed: int = -1  # RANSAC and mapper seed; -1 = COLMAP's default generator (deterministic in 4.2.1)
     num_threads: int = -1  # -1: all cores
     verbose: bool = False  # show COLMAP's log
 
@@ -159,6 +161,8 @@ def _import_images(database: Path, images_dir: Path, names: Sequence[str], confi
 
     options = pycolmap.ImageReaderOptions()
     options.camera_model = config.camera_model
+    if config.camera_params:
+        options.camera_params = config.camera_params
     mode = getattr(pycolmap.CameraMode, config.camera_mode.upper())
     pycolmap.import_images(database, images_dir, mode, image_names=list(names), options=options)
     with pycolmap.Database.open(database) as db:
@@ -222,6 +226,11 @@ def _map(database: Path, images_dir: Path, sfm_dir: Path, config: Reconstruction
     options.mapper.random_seed = config.seed
     options.triangulation.random_seed = config.seed
     options.min_num_matches = config.min_num_inliers
+    if not config.refine_intrinsics:
+        options.ba_refine_focal_length = False
+        options.ba_refine_extra_params = False
+        options.mapper.abs_pose_refine_focal_length = False
+        options.mapper.abs_pose_refine_extra_params = False
     scratch = Path(tempfile.mkdtemp(prefix=".models.", dir=sfm_dir))
     try:
         models = pycolmap.incremental_mapping(database, images_dir, scratch, options)

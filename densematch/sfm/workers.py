@@ -29,6 +29,10 @@ from .loading import ImageCache, prefetched
 
 KINDS = ("keypoints", "dense")
 
+# Matcher options used for SfM unless overridden: COLMAP's SIFT matching (RootSIFT, mutual nearest
+# neighbours with Lowe's ratio test). On multiview_sacre_coeur the mutual check triples the 3D points.
+SFM_DEFAULT_OPTIONS = {"sift": {"root_sift": True, "mutual": True}}
+
 
 @dataclass(frozen=True)
 class MatcherSpec:
@@ -44,7 +48,7 @@ class MatcherSpec:
     num: int = 5000  # correspondences sampled per pair (dense) / keypoint cap per image (sift)
     seed: int = 0  # seed of the dense sampling
     device: str | None = None  # None: "cuda" when the worker sees a GPU, else "cpu"
-    options: tuple[tuple[str, Any], ...] = ()  # further keyword arguments of get_matcher
+    options: tuple[tuple[str, Any], ...] = ()  # keyword arguments of get_matcher (over SFM_DEFAULT_OPTIONS)
     factory: Callable[[str], PairMatcher] | None = field(default=None, compare=False)  # factory(device)
     kind: str | None = None  # None: "keypoints" for sift, "dense" otherwise
 
@@ -55,6 +59,12 @@ class MatcherSpec:
             raise DensematchError(f"unknown matcher kind '{kind}'; expected one of {', '.join(KINDS)}")
         return kind
 
+    @property
+    def effective_options(self) -> dict[str, Any]:
+        """``options`` on top of the SfM defaults of this matcher name (none for custom factories)."""
+        defaults = {} if self.factory is not None else SFM_DEFAULT_OPTIONS.get(self.name, {})
+        return {**defaults, **dict(self.options)}
+
     def describe(self) -> dict:
         """JSON-ready settings that determine the output (stored in the HDF5 files, compared on resume)."""
         weights = None if self.weights is None else os.path.abspath(self.weights)
@@ -64,7 +74,7 @@ class MatcherSpec:
             "weights": weights,
             "num": self.num,
             "seed": self.seed,
-            "options": {k: repr(v) for k, v in self.options},
+            "options": {k: repr(v) for k, v in sorted(self.effective_options.items())},
         }
 
     def build(self) -> PairMatcher:
@@ -82,7 +92,7 @@ class MatcherSpec:
                 weights=self.weights,
                 num=self.num,
                 seed=self.seed,
-                **dict(self.options),
+                **self.effective_options,
             )
         if self.resolved_kind == "keypoints" and not is_keypoint_matcher(matcher):
             raise DensematchError(
