@@ -28,43 +28,19 @@ def _rotation(image) -> np.ndarray:
     return image.cam_from_world().rotation.matrix()
 
 
+def _run_chain(images, pairs, out, sfm, match_options=(), reconstruct_options=()) -> None:
+    """``densematch pairs --exhaustive``, ``match-pairs --matcher sift``, ``reconstruct --threads 1``."""
+    assert main(["pairs", str(images), "--exhaustive", "--output", str(pairs)]) == 0
+    match = ["match-pairs", str(images), "--pairs", str(pairs), "--matcher", "sift", "--output", str(out)]
+    assert main([*match, "--quiet", *match_options]) == 0
+    rebuild = ["reconstruct", str(out), "--images", str(images), "--output", str(sfm), "--threads", "1"]
+    assert main([*rebuild, *reconstruct_options]) == 0  # one thread: COLMAP is repeatable
+
+
 def test_cli_chain_on_a_synthetic_scene_recovers_poses_and_focal(tmp_path):
     views = make_corner_scene(tmp_path / "images", count=6)  # known K, R, t; non-planar
     images, pairs, out, sfm = tmp_path / "images", tmp_path / "pairs.txt", tmp_path / "out", tmp_path / "sfm"
-    assert main(["pairs", str(images), "--exhaustive", "--output", str(pairs)]) == 0
-    assert (
-        main(
-            [
-                "match-pairs",
-                str(images),
-                "--pairs",
-                str(pairs),
-                "--matcher",
-                "sift",
-                "--num",
-                "2000",
-                "--output",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert (
-        main(
-            [
-                "reconstruct",
-                str(out),
-                "--images",
-                str(images),
-                "--output",
-                str(sfm),
-                "--camera-mode",
-                "single",
-            ]
-        )
-        == 0
-    )
+    _run_chain(images, pairs, out, sfm, ["--num", "2000"], ["--camera-mode", "single"])
 
     summary = json.loads((sfm / "summary.json").read_text())
     model = pycolmap.Reconstruction(sfm)
@@ -105,26 +81,7 @@ def test_cli_chain_on_sacre_coeur_at_small_size(shared_data, tmp_path):
     images = tmp_path / "images"
     _downscaled_copy(shared_data / "multiview_sacre_coeur" / "images", images, side=640)
     pairs, out, sfm = tmp_path / "pairs.txt", tmp_path / "out", tmp_path / "sfm"
-    assert main(["pairs", str(images), "--exhaustive", "--output", str(pairs)]) == 0
-    assert (
-        main(
-            [
-                "match-pairs",
-                str(images),
-                "--pairs",
-                str(pairs),
-                "--matcher",
-                "sift",
-                "--num",
-                "4000",
-                "--output",
-                str(out),
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert main(["reconstruct", str(out), "--images", str(images), "--output", str(sfm)]) == 0
+    _run_chain(images, pairs, out, sfm, ["--num", "4000"])
     summary = json.loads((sfm / "summary.json").read_text())
     model = pycolmap.Reconstruction(sfm)
     assert summary["num_input_images"] == 10
@@ -138,28 +95,7 @@ def test_cli_chain_on_sacre_coeur_at_small_size(shared_data, tmp_path):
 def test_sift_exhaustive_on_sacre_coeur_registers_at_least_9_of_10(shared_data, tmp_path):
     images = shared_data / "multiview_sacre_coeur" / "images"
     pairs, out, sfm = tmp_path / "pairs.txt", tmp_path / "out", tmp_path / "sfm"
-    assert main(["pairs", str(images), "--exhaustive", "--output", str(pairs)]) == 0
-    assert (
-        main(
-            [
-                "match-pairs",
-                str(images),
-                "--pairs",
-                str(pairs),
-                "--matcher",
-                "sift",
-                "--output",
-                str(out),
-                "--matcher-option",
-                "root_sift=true",
-                "--matcher-option",
-                "mutual=true",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
-    assert main(["reconstruct", str(out), "--images", str(images), "--output", str(sfm)]) == 0
+    _run_chain(images, pairs, out, sfm)  # default SIFT settings: 8192 keypoints, RootSIFT, mutual
     summary = json.loads((sfm / "summary.json").read_text())
     assert summary["num_input_images"] == 10
     assert summary["num_registered_images"] >= 9
@@ -214,3 +150,13 @@ def test_pairs_in_matches_maps_keys_back_to_names(tmp_path):
         pairs_in_matches(path, ["seq/a.jpg", "seq-a.jpg", "b.jpg"])
     with pytest.raises(DensematchError, match="without keypoints"):
         pairs_in_matches(path, ["b.jpg"])
+
+
+def test_old_or_missing_pycolmap_is_reported(monkeypatch):
+    from densematch.errors import MissingDependencyError
+    from densematch.sfm.colmap import require_pycolmap
+
+    assert require_pycolmap() is pycolmap
+    monkeypatch.setattr(pycolmap, "__version__", "3.11.1")
+    with pytest.raises(MissingDependencyError, match=r"pycolmap >= 4.2, found 3.11.1"):
+        require_pycolmap()

@@ -175,17 +175,8 @@ def test_two_ray_workers_write_byte_identical_datasets(tmp_path, collection, cap
     pytest.importorskip("ray")
     folder, views, pairs = collection
     pairs_file = write_pairs(tmp_path / "pairs.txt", pairs)
-    common = [
-        "match-pairs",
-        str(folder),
-        "--pairs",
-        str(pairs_file),
-        "--matcher",
-        "sift",
-        "--num",
-        "400",
-        "--quiet",
-    ]
+    common = ["match-pairs", str(folder), "--pairs", str(pairs_file), "--quiet"]  # fmt: skip
+    common += ["--matcher", "sift", "--num", "400"]
     assert main([*common, "--output", str(tmp_path / "one")]) == 0
     assert main([*common, "--output", str(tmp_path / "two"), "--workers", "2"]) == 0
     assert "6 pairs (6 new" in capsys.readouterr().out

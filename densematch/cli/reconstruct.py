@@ -38,8 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--fix-intrinsics", action="store_true", help="keep the cameras fixed (use with --camera-params)"
     )
     parser.add_argument("--min-match-score", type=float, help="drop matches scoring at or below this")
-    parser.add_argument("--seed", type=int, default=-1, help="RANSAC / mapper seed (default -1: COLMAP's)")
-    parser.add_argument("--threads", type=int, default=-1, help="COLMAP threads (default: all cores)")
+    parser.add_argument("--seed", type=int, default=0, help="RANSAC / mapper seed (default 0)")
+    parser.add_argument("--threads", type=int, default=-1, help="COLMAP threads (default all; 1: repeatable)")
     parser.add_argument("--verbose", action="store_true", help="show COLMAP's log")
 
 

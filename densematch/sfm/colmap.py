@@ -7,8 +7,8 @@ exactly as hloc's ``import_features`` does); matches imported; geometric verific
 E / F / H per pair); incremental mapping. The largest model is written into the output folder
 together with ``summary.json``.
 
-Written against pycolmap 4.x (``Database.open``, ``import_images(image_names=...)``,
-``geometric_verification``); tested with pycolmap 4.2.1.
+Needs pycolmap >= 4.2 (checked by :func:`require_pycolmap`; tested with 4.2.1): older releases
+name the database and verification calls differently.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DensematchError, ImageReadError
+from ..errors import DensematchError, ImageReadError, MissingDependencyError
 from ..io import atomic_path, atomic_write
 from . import h5io
 from .pairs import Pair, read_pairs, unique_pairs
@@ -46,8 +46,8 @@ class ReconstructionConfig:
     ransac_max_trials: int = 20_000  # as hloc
     min_inlier_ratio: float = 0.1  # as hloc
     min_num_inliers: int = 15  # a pair with fewer verified matches is not used
-    seed: int = -1  # RANSAC and mapper seed; -1 = COLMAP's default generator (deterministic in 4.2.1)
-    num_threads: int = -1  # -1: all cores
+    seed: int = 0  # RANSAC and mapper seed (-1: COLMAP's default); reproducible only with num_threads=1
+    num_threads: int = -1  # -1: all cores (COLMAP's multi-threaded steps are not bit-reproducible)
     verbose: bool = False  # show COLMAP's log
 
     def __post_init__(self):
@@ -85,8 +85,7 @@ def reconstruct(
         pairs: the pairs to import (a list or a pair-list file); None imports every pair in ``matches.h5``.
     Returns the summary that is also written to ``sfm_dir/summary.json``.
     """
-    import pycolmap
-
+    pycolmap = require_pycolmap()
     start = time.perf_counter()
     match_dir, images_dir, sfm_dir = Path(match_dir), Path(images_dir), Path(sfm_dir)
     features, matches = match_dir / h5io.FEATURES_FILE, match_dir / h5io.MATCHES_FILE
@@ -136,6 +135,28 @@ def reconstruct(
     with atomic_write(sfm_dir / SUMMARY_FILE, "w") as handle:
         json.dump(asdict(summary), handle, indent=1)
     return summary
+
+
+MIN_PYCOLMAP = (4, 2)
+
+
+def require_pycolmap():
+    """Import pycolmap, or raise :class:`MissingDependencyError` when it is absent or older than 4.2.
+
+    The database and verification calls used here (``Database.open``, ``import_images(image_names=)``,
+    ``geometric_verification(verifier_options=)``) have these names only in recent pycolmap releases.
+    """
+    try:
+        import pycolmap
+    except ImportError as exc:
+        raise MissingDependencyError("densematch reconstruct needs pycolmap: pip install pycolmap") from exc
+    version = tuple(int(part) for part in pycolmap.__version__.split(".")[:2] if part.isdigit())
+    if version < MIN_PYCOLMAP or not hasattr(pycolmap, "geometric_verification"):
+        raise MissingDependencyError(
+            f"densematch reconstruct needs pycolmap >= {'.'.join(map(str, MIN_PYCOLMAP))}, found "
+            f"{pycolmap.__version__}; upgrade with: pip install -U pycolmap"
+        )
+    return pycolmap
 
 
 def pairs_in_matches(matches, names: Sequence[str]) -> list[Pair]:

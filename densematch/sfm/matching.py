@@ -197,8 +197,8 @@ class _KeypointRun(_Run):
         matches = self.appender(matches_path, self.settings)
         todo = self.todo_pairs(matches_path)
         needed = sorted({name for pair in todo for name in pair})
-        descriptors, sizes = _read_descriptors(features_path, needed)
-        shared = (self.executor.share(descriptors), sizes) if todo else ()
+        descriptors = DescriptorStore(features_path, needed)
+        shared = (self.executor.share(descriptors), descriptors.sizes) if todo else ()
         seconds = self.run_chunks(
             "match_descriptors",
             todo,
@@ -211,22 +211,36 @@ class _KeypointRun(_Run):
         return len(todo), seconds
 
 
-def _read_descriptors(path: Path, names: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, int]]:
-    """``(N, D)`` descriptors and keypoint counts of ``names`` from ``features.h5``."""
-    descriptors, sizes = {}, {}
-    if not names:
-        return descriptors, sizes
-    with h5py.File(path, "r") as handle:
-        for name in names:
-            group = handle[name]
-            if "descriptors" not in group:
-                raise DensematchError(
-                    f"image '{name}' has no descriptors in {path}; was it written by another "
-                    "tool? Use another output folder or --overwrite"
-                )
-            descriptors[name] = np.ascontiguousarray(group["descriptors"][()].T)
-            sizes[name] = len(group["keypoints"])
-    return descriptors, sizes
+class DescriptorStore(Mapping):
+    """Read-only ``name -> (N, D)`` descriptors of a ``features.h5``, read on access (never all at once)."""
+
+    def __init__(self, path: Path, names: Sequence[str]):
+        self.path = path
+        self.names = list(names)
+        self.sizes: dict[str, int] = {}  # name -> number of keypoints
+        if not self.names:
+            return
+        with h5py.File(path, "r") as handle:
+            for name in self.names:
+                group = handle[name]
+                if "descriptors" not in group:
+                    raise DensematchError(
+                        f"image '{name}' has no descriptors in {path}; was it written by another "
+                        "tool? Use another output folder or --overwrite"
+                    )
+                self.sizes[name] = len(group["keypoints"])
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        if name not in self.sizes:
+            raise KeyError(name)
+        with h5py.File(self.path, "r") as handle:
+            return np.ascontiguousarray(handle[name]["descriptors"][()].T)
+
+    def __iter__(self):
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
 
 
 class _DenseRun(_Run):
