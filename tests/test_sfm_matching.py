@@ -175,7 +175,7 @@ def test_two_ray_workers_write_byte_identical_datasets(tmp_path, collection, cap
     pytest.importorskip("ray")
     folder, views, pairs = collection
     pairs_file = write_pairs(tmp_path / "pairs.txt", pairs)
-    common = ["match-pairs", str(folder), "--pairs", str(pairs_file), "--quiet"]  # fmt: skip
+    common = ["match-pairs", str(folder), "--pairs", str(pairs_file), "--quiet"]
     common += ["--matcher", "sift", "--num", "400"]
     assert main([*common, "--output", str(tmp_path / "one")]) == 0
     assert main([*common, "--output", str(tmp_path / "two"), "--workers", "2"]) == 0
@@ -183,3 +183,30 @@ def test_two_ray_workers_write_byte_identical_datasets(tmp_path, collection, cap
     for name in ("features.h5", "matches.h5"):
         one, two = h5_datasets(tmp_path / "one" / name), h5_datasets(tmp_path / "two" / name)
         assert len(one) > 0 and one == two, name
+
+
+def test_bad_matcher_names_and_weights_are_reported_before_any_work(tmp_path):
+    from densematch.errors import UnknownModelError, WeightsError
+
+    with pytest.raises(UnknownModelError, match="unknown matcher 'nope'"):
+        MatcherSpec("nope")
+    with pytest.raises(DensematchError, match="no weights"):
+        MatcherSpec("sift", weights="x.pth")
+    with pytest.raises(WeightsError, match="not found"):
+        MatcherSpec("roma_outdoor", weights=str(tmp_path / "absent.pth"))
+
+
+def test_worker_build_errors_surface_from_ready_for_ray_actors(collection):
+    from densematch.sfm.workers import MatchWorker
+
+    folder, _, _ = collection
+
+    def broken(device):
+        raise DensematchError("cannot build the matcher")
+
+    spec = MatcherSpec("broken", factory=broken, kind="dense")
+    with pytest.raises(DensematchError, match="cannot build"):
+        MatchWorker(spec, str(folder))
+    worker = MatchWorker(spec, str(folder), defer_errors=True)  # as a Ray actor is built
+    with pytest.raises(DensematchError, match="cannot build"):
+        worker.ready()

@@ -275,8 +275,8 @@ class AtomicH5Appender:
             self.commit()
 
     def commit(self) -> None:
-        """Write the pending groups (and create the file with its config when it does not exist yet)."""
-        if not self._pending and self.path.is_file():
+        """Write the pending groups (a file with nothing to add is neither created nor rewritten)."""
+        if not self._pending:
             return
         rewrite(self.path, self._pending, self.config, keep_existing=True)
         self._pending = []

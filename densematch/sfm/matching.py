@@ -146,7 +146,6 @@ class _Run:
         """Process ``items`` in chunks and write each result (committed even when interrupted); seconds."""
         start = time.perf_counter()
         if not items:
-            appender.commit()  # creates the file (with its settings) when it does not exist yet
             return 0.0
         chunks = chunked(items, self.config.chunk_size)
         with self.progress(len(items), unit, desc) as bar:
@@ -185,13 +184,9 @@ class _KeypointRun(_Run):
         features_path, matches_path = self.files[h5io.FEATURES_FILE], self.files[h5io.MATCHES_FILE]
         features = self.appender(features_path, self.settings)
         done = set(h5io.list_feature_names(features_path)) if features_path.is_file() else set()
+        write = lambda name, result: lambda h: h5io.write_features(h, name, result)
         self.run_chunks(
-            "detect",
-            [n for n in self.names if n not in done],
-            features,
-            lambda name, result: lambda h: h5io.write_features(h, name, result),
-            "image",
-            "detect",
+            "detect", [n for n in self.names if n not in done], features, write, "image", "detect"
         )
 
         matches = self.appender(matches_path, self.settings)
@@ -199,15 +194,8 @@ class _KeypointRun(_Run):
         needed = sorted({name for pair in todo for name in pair})
         descriptors = DescriptorStore(features_path, needed)
         shared = (self.executor.share(descriptors), descriptors.sizes) if todo else ()
-        seconds = self.run_chunks(
-            "match_descriptors",
-            todo,
-            matches,
-            lambda pair, result: lambda h: h5io.write_matches(h, *pair, result),
-            "pair",
-            "match",
-            shared,
-        )
+        write = lambda pair, result: lambda h: h5io.write_matches(h, *pair, result)
+        seconds = self.run_chunks("match_descriptors", todo, matches, write, "pair", "match", shared)
         return len(todo), seconds
 
 
@@ -250,14 +238,8 @@ class _DenseRun(_Run):
         raw_path = self.files[h5io.DENSE_MATCHES_FILE]
         raw = self.appender(raw_path, self.settings)
         todo = self.todo_pairs(raw_path)
-        seconds = self.run_chunks(
-            "match_dense",
-            todo,
-            raw,
-            lambda pair, result: lambda h: h5io.write_dense_matches(h, *pair, result),
-            "pair",
-            "match",
-        )
+        write = lambda pair, result: lambda h: h5io.write_dense_matches(h, *pair, result)
+        seconds = self.run_chunks("match_dense", todo, raw, write, "pair", "match")
         self.snap(raw_path)
         return len(todo), seconds
 

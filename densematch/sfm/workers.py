@@ -52,6 +52,20 @@ class MatcherSpec:
     factory: Callable[[str], PairMatcher] | None = field(default=None, compare=False)  # factory(device)
     kind: str | None = None  # None: "keypoints" for sift, "dense" otherwise
 
+    def __post_init__(self):
+        """Check the name and weights in the driver, before any worker starts."""
+        if self.factory is not None:
+            return
+        from ..errors import UnknownModelError, WeightsError
+        from ..matchers import list_matchers
+
+        if self.name not in list_matchers():
+            raise UnknownModelError(f"unknown matcher '{self.name}'; known: {', '.join(list_matchers())}")
+        if self.weights is not None and self.name == "sift":
+            raise DensematchError("the 'sift' matcher has no weights; drop --weights")
+        if self.weights is not None and not os.path.isfile(self.weights):
+            raise WeightsError(f"weights file not found: {self.weights}")
+
     @property
     def resolved_kind(self) -> str:
         kind = self.kind or ("keypoints" if self.name == "sift" else "dense")
@@ -118,12 +132,23 @@ class MatchWorker:
     Matches`` gets whole batches, any other one pair at a time.
     """
 
-    def __init__(self, spec: MatcherSpec, images_dir: str, batch_size: int = 1):
+    def __init__(self, spec: MatcherSpec, images_dir: str, batch_size: int = 1, defer_errors: bool = False):
         self.spec = spec
-        self.matcher = spec.build()
+        self._error: Exception | None = None
+        try:
+            self.matcher = spec.build()
+        except Exception as exc:  # a Ray actor reports it from ready(), where the driver can see its type
+            if not defer_errors:
+                raise
+            self._error = exc
         self.images = ImageCache(images_dir, capacity=max(16, 4 * batch_size))
         self.batch_size = max(1, int(batch_size))
         self._descriptors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def ready(self) -> None:
+        """Raise the error that building the matcher raised (Ray actors), else nothing."""
+        if self._error is not None:
+            raise self._error
 
     def detect(self, names: Sequence[str]) -> list[ImageFeatures]:
         """Keypoints, scores and ``(D, N)`` descriptors of each image."""
@@ -256,8 +281,14 @@ class RayExecutor:
             )
         resources = {"num_gpus": 1} if use_gpu else {"num_cpus": 1}
         actor = ray.remote(**resources)(MatchWorker)
-        self._actors = [actor.remote(spec, str(images_dir), batch_size) for _ in range(workers)]
+        self._actors = [actor.remote(spec, str(images_dir), batch_size, True) for _ in range(workers)]
         self._in_flight = max(1, int(in_flight))
+        try:
+            for ref in [worker.ready.remote() for worker in self._actors]:
+                _get(ray, ref)
+        except BaseException:
+            self.close()
+            raise
 
     def share(self, mapping: Mapping[str, Any]) -> dict[str, Any]:
         """Put each value in the object store once; workers fetch only the ones their chunks need."""
