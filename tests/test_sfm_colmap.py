@@ -134,10 +134,13 @@ def test_reconstruct_reports_bad_input_clearly(tmp_path):
 
 def test_reconstruction_failure_is_reported_in_summary_and_exit_code(tmp_path, capsys):
     images, out = _small_match_dir(tmp_path)  # random noise: nothing to reconstruct
+    (tmp_path / "sfm").mkdir()
+    (tmp_path / "sfm" / "points3D.bin").write_bytes(b"from an earlier run")
     code = main(["reconstruct", str(out), "--images", str(images), "--output", str(tmp_path / "sfm")])
     assert code == 1 and "no model" in capsys.readouterr().out
     summary = json.loads((tmp_path / "sfm" / "summary.json").read_text())
     assert summary["num_registered_images"] == 0 and summary["mean_reprojection_error"] is None
+    assert not (tmp_path / "sfm" / "points3D.bin").exists()  # no stale model contradicting the summary
 
 
 def test_pairs_in_matches_maps_keys_back_to_names(tmp_path):

@@ -65,8 +65,8 @@ class ReconstructionSummary:
     mean_reprojection_error: float | None  # pixels; None when nothing was reconstructed
     mean_track_length: float | None
     num_models: int
-    num_matched_pairs: int
-    num_verified_pairs: int
+    num_matched_pairs: int  # pairs imported into the database
+    num_verified_pairs: int  # pairs with at least min_num_inliers geometrically verified matches
     registered_images: list[str] = field(default_factory=list)
     seconds: float = 0.0
     pycolmap_version: str = ""
@@ -113,7 +113,8 @@ def reconstruct(
             num_matched = _import_features_and_matches(tmp, image_ids, features, matches, pairs, config)
             _verify(tmp, config)
         with pycolmap.Database.open(database) as db:
-            num_verified = db.num_verified_image_pairs()
+            _, inliers = db.read_two_view_geometry_num_inliers()
+            num_verified = sum(count >= config.min_num_inliers for count in inliers)
         models = _map(database, images_dir, sfm_dir, config)
 
     best = max(models, key=lambda r: (r.num_reg_images(), r.num_points3D()), default=None)
@@ -130,8 +131,7 @@ def reconstruct(
         seconds=time.perf_counter() - start,
         pycolmap_version=pycolmap.__version__,
     )
-    if best is not None:
-        _write_model(best, sfm_dir)
+    _write_model(best, sfm_dir)
     with atomic_write(sfm_dir / SUMMARY_FILE, "w") as handle:
         json.dump(asdict(summary), handle, indent=1)
     return summary
@@ -260,8 +260,18 @@ def _map(database: Path, images_dir: Path, sfm_dir: Path, config: Reconstruction
     return list(models.values())
 
 
+MODEL_FILES = ("cameras.bin", "images.bin", "points3D.bin", "frames.bin", "rigs.bin")
+
+
 def _write_model(reconstruction, sfm_dir: Path) -> None:
-    """Write the model's binary files into ``sfm_dir``, each file replaced atomically."""
+    """Write the model's binary files into ``sfm_dir``, each file replaced atomically.
+
+    With no reconstruction, model files of an earlier run are removed (they would contradict the summary).
+    """
+    if reconstruction is None:
+        for name in MODEL_FILES:
+            (sfm_dir / name).unlink(missing_ok=True)
+        return
     scratch = Path(tempfile.mkdtemp(prefix=".model.", dir=sfm_dir))
     try:
         reconstruction.write(scratch)

@@ -253,16 +253,11 @@ class RayExecutor:
         self._started = False
         if not ray.is_initialized():
             address = address or os.environ.get("RAY_ADDRESS") or None
-            local = (
-                {}
-                if address
-                else {
-                    "num_cpus": workers,
-                    "include_dashboard": False,
-                    "runtime_env": {"env_vars": _pythonpath_env()},
-                }
-            )
-            ray.init(address=address, configure_logging=False, log_to_driver=False, **local)
+            options = {"configure_logging": False, "log_to_driver": False}
+            if not address:  # a local Ray just for this run
+                options.update(num_cpus=workers, include_dashboard=False)
+                options["runtime_env"] = {"env_vars": _pythonpath_env()}
+            ray.init(address=address, **options)
             self._started = True
         gpus = int(ray.cluster_resources().get("GPU", 0))
         wants_gpu = spec.device is None or spec.device.startswith("cuda")
@@ -297,6 +292,7 @@ class RayExecutor:
     def map(self, method: str, chunks: Sequence, shared: tuple = ()) -> Iterator[list]:
         """Yield ``worker.method(chunk, *shared)`` for each chunk, in chunk order, computed on any actor."""
         ray = self._ray
+        shared = tuple(ray.put(value) for value in shared)  # sent once, resolved by Ray in each call
         pending: dict = {}  # object ref -> (chunk index, actor)
         finished: dict[int, list] = {}
         free = [actor for actor in self._actors for _ in range(self._in_flight)]
