@@ -122,8 +122,10 @@ def make_corner_scene(folder: Path, count: int = 6, size: tuple[int, int] = (320
         (np.zeros(3), np.array([0, 1.0, 0]), np.array([0, 0, 1.0]), (4.0, 3.0)),  # wall x = 0
         (np.zeros(3), np.array([1.0, 0, 0]), np.array([0, 0, 1.0]), (4.0, 3.0)),  # wall y = 0
     ]
-    textures = [texture(int(eu * pixels_per_unit), int(ev * pixels_per_unit), seed=10 + i)
-                for i, (_, _, _, (eu, ev)) in enumerate(faces)]
+    textures = [
+        texture(int(eu * pixels_per_unit), int(ev * pixels_per_unit), seed=10 + i)
+        for i, (_, _, _, (eu, ev)) in enumerate(faces)
+    ]
     views = {}
     for k in range(count):
         angle = np.radians(20 + 50 * k / max(count - 1, 1))
@@ -133,9 +135,9 @@ def make_corner_scene(folder: Path, count: int = 6, size: tuple[int, int] = (320
         image = np.zeros((h, w), np.uint8)
         for (origin, axis_u, axis_v, _), tex in zip(faces, textures, strict=True):
             # texture pixel (i, j) <-> world origin + (i + 0.5) / ppu * u + (j + 0.5) / ppu * v
-            A = np.stack([axis_u / pixels_per_unit, axis_v / pixels_per_unit,
-                          origin + 0.5 / pixels_per_unit * (axis_u + axis_v)], axis=1)
-            H = K @ np.column_stack([R @ A[:, 0], R @ A[:, 1], R @ A[:, 2] + t])
+            step_u, step_v = axis_u / pixels_per_unit, axis_v / pixels_per_unit
+            corner = origin + 0.5 * (step_u + step_v)
+            H = K @ np.column_stack([R @ step_u, R @ step_v, R @ corner + t])
             warped = cv2.warpPerspective(tex, H, size, flags=cv2.INTER_LINEAR)
             mask = cv2.warpPerspective(np.full(tex.shape, 255, np.uint8), H, size, flags=cv2.INTER_NEAREST)
             image[mask > 0] = warped[mask > 0]

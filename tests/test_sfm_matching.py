@@ -148,6 +148,15 @@ def test_sift_pipeline_keeps_detected_keypoints(tmp_path, collection):
             assert (group["scores"][()] > 0).all()  # SIFT responses
     _check_matches_follow_homographies(tmp_path, views, pairs, 2.0)
 
+    # resuming: the first run detects 3 images and matches 2 pairs, the second only the rest
+    spec = MatcherSpec("sift", num=500)
+    match_collection(folder, pairs[:2], tmp_path / "resumed", spec, QUIET)
+    assert len(h5io.list_feature_names(tmp_path / "resumed" / "features.h5")) == 3
+    outputs = match_collection(folder, pairs, tmp_path / "resumed", spec, QUIET)
+    assert outputs.num_new_pairs == len(pairs) - 2
+    for name in ("features.h5", "matches.h5"):
+        assert h5_datasets(tmp_path / name) == h5_datasets(tmp_path / "resumed" / name)
+
 
 def test_settings_guard_overwrite_and_bad_input(tmp_path, collection):
     folder, views, pairs = collection
