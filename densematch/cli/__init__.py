@@ -14,6 +14,9 @@ COMMANDS = {
     "benchmark": "densematch.cli.benchmark",
     "synth": "densematch.cli.synth",
     "train": "densematch.cli.train",
+    "pairs": "densematch.cli.pairs",
+    "match-pairs": "densematch.cli.match_pairs",
+    "reconstruct": "densematch.cli.reconstruct",
 }
 
 

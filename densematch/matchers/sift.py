@@ -43,6 +43,11 @@ class SiftMatcher(PairMatcher):
 
     def detect(self, image) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
         """Keypoints ``(N, 2)`` in OpenCV pixels, descriptors ``(N, 128)`` float32 and ``(width, height)``."""
+        points, _, descriptors, size = self.detect_scored(image)
+        return points, descriptors, size
+
+    def detect_scored(self, image) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[int, int]]:
+        """Like :meth:`detect`, plus the detector response ``(N,)`` of each keypoint (second item)."""
         grey = np.asarray(load_image(image, mode="L"))
         sift = cv2.SIFT_create(
             nfeatures=self.max_keypoints,
@@ -51,12 +56,13 @@ class SiftMatcher(PairMatcher):
         )
         keypoints, descriptors = sift.detectAndCompute(grey, None)
         points = np.array([kp.pt for kp in keypoints], dtype=np.float64).reshape(-1, 2)
+        responses = np.array([kp.response for kp in keypoints], dtype=np.float64)
         if descriptors is None:
             descriptors = np.zeros((0, 128), np.float32)
         if self.root_sift and len(descriptors):
             descriptors = descriptors / (np.abs(descriptors).sum(axis=1, keepdims=True) + 1e-8)
             descriptors = np.sqrt(descriptors).astype(np.float32)
-        return points, descriptors, (grey.shape[1], grey.shape[0])
+        return points, responses, descriptors, (grey.shape[1], grey.shape[0])
 
     def match_descriptors(self, desc0: np.ndarray, desc1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Indices ``(M, 2)`` of matched descriptors and a score per match in (0, 1]."""

@@ -1,0 +1,357 @@
+"""Running the matching work in this process or on several Ray workers, with identical results.
+
+The work is cut into *chunks* (a few images or pairs) whose contents depend only on the input lists,
+never on the number of workers. Every worker builds its own matcher from a :class:`MatcherSpec`;
+chunks go to whichever worker is free, and the driver receives the results **in chunk order**, so
+the files written from them are the same for 1 or N workers.
+
+With ``workers > 1`` the optional package ``ray`` is imported (only then) and either connects to a
+running cluster (``address``, or the ``RAY_ADDRESS`` environment variable) or starts a local one.
+There is one worker per GPU when the cluster has GPUs, else one per CPU core requested. On a cluster
+the image folder must be readable at the same path on every node.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DensematchError, require
+from ..matchers.base import Matches, PairMatcher
+from .h5io import ImageFeatures, PairMatches
+from .loading import ImageCache, prefetched
+
+KINDS = ("keypoints", "dense")
+
+# Matcher options used for SfM unless overridden: COLMAP's SIFT matching (RootSIFT, mutual nearest
+# neighbours with Lowe's ratio test). On multiview_sacre_coeur the mutual check triples the 3D points.
+SFM_DEFAULT_OPTIONS = {"sift": {"root_sift": True, "mutual": True}}
+
+
+@dataclass(frozen=True)
+class MatcherSpec:
+    """How each worker builds its own matcher (matchers are never sent between processes).
+
+    ``kind`` is ``"keypoints"`` for detector-based matchers (per-image keypoints and descriptors,
+    matched by descriptor: ``sift``) and ``"dense"`` for matchers that return correspondences per
+    pair (RoMa family), whose points are snapped to shared keypoints afterwards.
+    """
+
+    name: str  # a name accepted by densematch.get_matcher (or a label for ``factory``)
+    weights: str | None = None  # checkpoint path; None = the published weights
+    num: int = 5000  # correspondences sampled per pair (dense) / keypoint cap per image (sift)
+    seed: int = 0  # seed of the dense sampling
+    device: str | None = None  # None: "cuda" when the worker sees a GPU, else "cpu"
+    options: tuple[tuple[str, Any], ...] = ()  # keyword arguments of get_matcher (over SFM_DEFAULT_OPTIONS)
+    factory: Callable[[str], PairMatcher] | None = field(default=None, compare=False)  # factory(device)
+    kind: str | None = None  # None: "keypoints" for sift, "dense" otherwise
+
+    def __post_init__(self):
+        """Check the name and weights in the driver, before any worker starts."""
+        if self.factory is not None:
+            return
+        from ..errors import UnknownModelError, WeightsError
+        from ..matchers import list_matchers
+
+        if self.name not in list_matchers():
+            raise UnknownModelError(f"unknown matcher '{self.name}'; known: {', '.join(list_matchers())}")
+        if self.weights is not None and self.name == "sift":
+            raise DensematchError("the 'sift' matcher has no weights; drop --weights")
+        if self.weights is not None and not os.path.isfile(self.weights):
+            raise WeightsError(f"weights file not found: {self.weights}")
+
+    @property
+    def resolved_kind(self) -> str:
+        kind = self.kind or ("keypoints" if self.name == "sift" else "dense")
+        if kind not in KINDS:
+            raise DensematchError(f"unknown matcher kind '{kind}'; expected one of {', '.join(KINDS)}")
+        return kind
+
+    @property
+    def effective_options(self) -> dict[str, Any]:
+        """``options`` on top of the SfM defaults of this matcher name (none for custom factories)."""
+        defaults = {} if self.factory is not None else SFM_DEFAULT_OPTIONS.get(self.name, {})
+        return {**defaults, **dict(self.options)}
+
+    def describe(self) -> dict:
+        """JSON-ready settings that determine the output (stored in the HDF5 files, compared on resume)."""
+        weights = None if self.weights is None else os.path.abspath(self.weights)
+        return {
+            "matcher": self.name,
+            "kind": self.resolved_kind,
+            "weights": weights,
+            "num": self.num,
+            "seed": self.seed,
+            "options": {k: repr(v) for k, v in sorted(self.effective_options.items())},
+        }
+
+    def build(self) -> PairMatcher:
+        import torch
+
+        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        if self.factory is not None:
+            matcher = self.factory(device)
+        else:
+            from ..matchers import get_matcher
+
+            matcher = get_matcher(
+                self.name,
+                device=device,
+                weights=self.weights,
+                num=self.num,
+                seed=self.seed,
+                **self.effective_options,
+            )
+        if self.resolved_kind == "keypoints" and not is_keypoint_matcher(matcher):
+            raise DensematchError(
+                f"matcher '{self.name}' has no detect()/match_descriptors(); it cannot be "
+                "used as a keypoint matcher"
+            )
+        return matcher
+
+
+def is_keypoint_matcher(matcher) -> bool:
+    """Whether ``matcher`` detects keypoints per image and matches descriptors (as ``SiftMatcher``)."""
+    return callable(getattr(matcher, "detect", None)) and callable(
+        getattr(matcher, "match_descriptors", None)
+    )
+
+
+class MatchWorker:
+    """The work of one process: detection, descriptor matching or dense matching of chunks.
+
+    Images are decoded in background threads (two ahead of the model per slot) and kept in a small
+    cache, so an image that occurs in consecutive pairs is read once. Dense pairs are grouped in
+    batches of ``batch_size``; a matcher that has ``match_batch(list of (image0, image1)) -> list of
+    Matches`` gets whole batches, any other one pair at a time.
+    """
+
+    def __init__(self, spec: MatcherSpec, images_dir: str, batch_size: int = 1, defer_errors: bool = False):
+        self.spec = spec
+        self._error: Exception | None = None
+        try:
+            self.matcher = spec.build()
+        except Exception as exc:  # a Ray actor reports it from ready(), where the driver can see its type
+            if not defer_errors:
+                raise
+            self._error = exc
+        self.images = ImageCache(images_dir, capacity=max(16, 4 * batch_size))
+        self.batch_size = max(1, int(batch_size))
+        self._descriptors: OrderedDict[str, np.ndarray] = OrderedDict()
+
+    def ready(self) -> None:
+        """Raise the error that building the matcher raised (Ray actors), else nothing."""
+        if self._error is not None:
+            raise self._error
+
+    def detect(self, names: Sequence[str]) -> list[ImageFeatures]:
+        """Keypoints, scores and ``(D, N)`` descriptors of each image."""
+        results = []
+        scored = getattr(self.matcher, "detect_scored", None)
+        for _, image in prefetched(names, self.images.get, lookahead=2):
+            if callable(scored):
+                keypoints, scores, descriptors, size = scored(image)
+            else:
+                keypoints, descriptors, size = self.matcher.detect(image)
+                scores = np.ones(len(keypoints))
+            results.append(ImageFeatures(keypoints, scores, size, np.asarray(descriptors).T))
+        return results
+
+    def match_descriptors(
+        self, pairs: Sequence[tuple[str, str]], descriptors: Mapping[str, Any], sizes: Mapping[str, int]
+    ) -> list[PairMatches]:
+        """``matches0`` of each pair from the images' ``(N, D)`` descriptors (arrays or Ray object refs)."""
+        results = []
+        for name0, name1 in pairs:
+            desc0, desc1 = self._resolve(name0, descriptors), self._resolve(name1, descriptors)
+            indices, scores = self.matcher.match_descriptors(desc0, desc1)
+            results.append(PairMatches.from_indices(indices, scores, sizes[name0]))
+        return results
+
+    def _resolve(self, name: str, descriptors: Mapping[str, Any]) -> np.ndarray:
+        if name not in self._descriptors:
+            value = descriptors[name]
+            if not isinstance(value, np.ndarray):  # a Ray ObjectRef
+                import ray
+
+                value = ray.get(value)
+            self._descriptors[name] = value
+            while len(self._descriptors) > 64:
+                self._descriptors.popitem(last=False)
+        self._descriptors.move_to_end(name)
+        return self._descriptors[name]
+
+    def match_dense(self, pairs: Sequence[tuple[str, str]]) -> list[Matches]:
+        """Raw correspondences of each pair (OpenCV pixels of the stored images)."""
+        results, batch = [], []
+        for _, images in prefetched(pairs, self.images.pair, lookahead=2 * self.batch_size):
+            batch.append(images)
+            if len(batch) == self.batch_size:
+                results.extend(self._match_batch(batch))
+                batch = []
+        if batch:
+            results.extend(self._match_batch(batch))
+        return results
+
+    def _match_batch(self, batch: list) -> list[Matches]:
+        match_batch = getattr(self.matcher, "match_batch", None)
+        if callable(match_batch) and len(batch) > 1:
+            results = list(match_batch(batch))
+            if len(results) != len(batch):
+                raise RuntimeError(f"match_batch returned {len(results)} results for {len(batch)} pairs")
+            return results
+        return [self.matcher.match_pair(image0, image1) for image0, image1 in batch]
+
+
+class LocalExecutor:
+    """Runs every chunk in this process, in order."""
+
+    def __init__(self, spec: MatcherSpec, images_dir, batch_size: int = 1):
+        self._args = (spec, str(images_dir), batch_size)
+        self._worker: MatchWorker | None = None
+
+    def map(self, method: str, chunks: Sequence, shared: tuple = ()) -> Iterator[list]:
+        """Yield ``getattr(worker, method)(chunk, *shared)`` for each chunk, in order."""
+        if self._worker is None:
+            self._worker = MatchWorker(*self._args)
+        for chunk in chunks:
+            yield getattr(self._worker, method)(chunk, *shared)
+
+    def share(self, mapping: Mapping[str, Any]) -> Mapping[str, Any]:
+        return mapping
+
+    def close(self) -> None:
+        self._worker = None
+
+
+class RayExecutor:
+    """Runs chunks on ``workers`` Ray actors; results come back in chunk order.
+
+    Args:
+        address: Ray cluster address; None uses ``RAY_ADDRESS`` or starts a local Ray with
+            ``workers`` CPUs (no dashboard). A Ray started here is shut down by :meth:`close`.
+        in_flight: chunks queued per actor (keeps the actors busy while results are collected).
+    """
+
+    def __init__(
+        self,
+        spec: MatcherSpec,
+        images_dir,
+        workers: int,
+        batch_size: int = 1,
+        address: str | None = None,
+        in_flight: int = 2,
+    ):
+        ray = require("ray", "distributed", "matching with --workers > 1")
+        self._ray = ray
+        self._started = False
+        if not ray.is_initialized():
+            address = address or os.environ.get("RAY_ADDRESS") or None
+            options = {"configure_logging": False, "log_to_driver": False}
+            if not address:  # a local Ray just for this run
+                options.update(num_cpus=workers, include_dashboard=False)
+                options["runtime_env"] = {"env_vars": _pythonpath_env()}
+            ray.init(address=address, **options)
+            self._started = True
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        wants_gpu = spec.device is None or spec.device.startswith("cuda")
+        use_gpu = gpus > 0 and wants_gpu
+        if wants_gpu and spec.device is not None and workers > gpus:
+            self.close()
+            raise DensematchError(
+                f"--workers {workers} with --device {spec.device} needs one GPU per worker, "
+                f"but the Ray cluster has {gpus}"
+            )
+        if use_gpu and workers > gpus:
+            self.close()
+            raise DensematchError(
+                f"--workers {workers} asks for one GPU per worker, but the Ray cluster has "
+                f"{gpus}; use --workers {gpus} (or --device cpu)"
+            )
+        resources = {"num_gpus": 1} if use_gpu else {"num_cpus": 1}
+        actor = ray.remote(**resources)(MatchWorker)
+        self._actors = [actor.remote(spec, str(images_dir), batch_size, True) for _ in range(workers)]
+        self._in_flight = max(1, int(in_flight))
+        try:
+            for ref in [worker.ready.remote() for worker in self._actors]:
+                _get(ray, ref)
+        except BaseException:
+            self.close()
+            raise
+
+    def share(self, mapping: Mapping[str, Any]) -> dict[str, Any]:
+        """Put each value in the object store once; workers fetch only the ones their chunks need."""
+        return {key: self._ray.put(value) for key, value in mapping.items()}
+
+    def map(self, method: str, chunks: Sequence, shared: tuple = ()) -> Iterator[list]:
+        """Yield ``worker.method(chunk, *shared)`` for each chunk, in chunk order, computed on any actor."""
+        ray = self._ray
+        shared = tuple(ray.put(value) for value in shared)  # sent once, resolved by Ray in each call
+        pending: dict = {}  # object ref -> (chunk index, actor)
+        finished: dict[int, list] = {}
+        free = [actor for actor in self._actors for _ in range(self._in_flight)]
+        submitted = delivered = 0
+        limit = 2 * self._in_flight * len(self._actors)  # bound on results held for in-order delivery
+        while delivered < len(chunks):
+            while free and submitted < len(chunks) and submitted - delivered < limit:
+                actor = free.pop(0)
+                ref = getattr(actor, method).remote(chunks[submitted], *shared)
+                pending[ref] = (submitted, actor)
+                submitted += 1
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                index, actor = pending.pop(ref)
+                finished[index] = _get(ray, ref)
+                free.append(actor)
+            while delivered in finished:
+                yield finished.pop(delivered)
+                delivered += 1
+
+    def close(self) -> None:
+        for actor in getattr(self, "_actors", []):
+            self._ray.kill(actor)
+        self._actors = []
+        if self._started and self._ray.is_initialized():
+            self._ray.shutdown()
+        self._started = False
+
+
+def _get(ray, ref):
+    """``ray.get`` that re-raises a worker's densematch error as itself (clear message on the CLI)."""
+    try:
+        return ray.get(ref)
+    except ray.exceptions.RayTaskError as exc:
+        cause = getattr(exc, "cause", None)
+        if isinstance(cause, DensematchError):
+            raise cause from None
+        raise
+
+
+def _pythonpath_env() -> dict[str, str]:
+    """Make the densematch being run importable in local Ray workers (also when it is not installed)."""
+    root = str(Path(__file__).resolve().parents[2])
+    paths = [root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != root]
+    return {"PYTHONPATH": os.pathsep.join(paths)}
+
+
+def make_executor(
+    spec: MatcherSpec, images_dir, workers: int = 1, batch_size: int = 1, address: str | None = None
+):
+    """A :class:`LocalExecutor` for one worker, a :class:`RayExecutor` for more."""
+    if workers < 1:
+        raise DensematchError(f"--workers must be at least 1, got {workers}")
+    if workers == 1:
+        return LocalExecutor(spec, images_dir, batch_size)
+    return RayExecutor(spec, images_dir, workers, batch_size, address)
+
+
+def chunked(items: Sequence, size: int) -> list[list]:
+    """Consecutive chunks of ``size`` items (the last one shorter)."""
+    size = max(1, int(size))
+    return [list(items[i : i + size]) for i in range(0, len(items), size)]
