@@ -132,3 +132,20 @@ def test_cuda_amp_close_to_fp32(small_weights, dtype):
     w_gpu, c_gpu = gpu.match(Image.fromarray(image), Image.fromarray(image[:, ::-1].copy()))
     assert ((w_gpu.cpu() - w_ref).abs() < 2e-2).float().mean() > 0.95
     assert ((c_gpu.cpu() - c_ref).abs() < 5e-2).float().mean() > 0.95
+
+
+def test_match_batch_equals_pair_by_pair(small_model, shared_data):
+    from densematch.matchers.dense import DenseModelMatcher
+
+    demo = shared_data / "demo_pairs"
+    pairs = [(demo / "roma_sacre_coeur_A.jpg", demo / "roma_sacre_coeur_B.jpg"),
+             (demo / "roma_toronto_A.jpg", demo / "roma_toronto_B.jpg")]
+    warp, cert = small_model.match_batch([a for a, _ in pairs], [b for _, b in pairs])
+    for i, (a, b) in enumerate(pairs):
+        w1, c1 = small_model.match(a, b)
+        assert torch.allclose(warp[i : i + 1], w1, atol=1e-5) and torch.allclose(cert[i : i + 1], c1, atol=1e-5)
+    matcher = DenseModelMatcher(small_model, "roma_outdoor", num=200, seed=3)
+    batched = matcher.match_batch(pairs)
+    single = matcher.match_pair(*pairs[1])
+    assert len(batched) == 2 and batched[1].size0 == single.size0
+    assert np.allclose(batched[1].kpts0, single.kpts0, atol=1e-3)

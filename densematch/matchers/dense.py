@@ -41,6 +41,16 @@ class DenseModelMatcher(PairMatcher):
     def match_dense(self, image0, image1) -> DenseField:
         return self._dense(*self._run(image0, image1))
 
+    def match_batch(self, pairs: list) -> list[Matches]:
+        """Match a list of ``(image0, image1)`` pairs, in one batched network call when the model has
+        ``match_batch`` (RoMa); each pair is sampled with the same seed as :meth:`match_pair` would use."""
+        if not hasattr(self.model, "match_batch"):
+            return [self.match_pair(image0, image1) for image0, image1 in pairs]
+        images = [(load_image(image0), load_image(image1)) for image0, image1 in pairs]
+        warp, certainty = self.model.match_batch([a for a, _ in images], [b for _, b in images])
+        return [self._sample(a.size, b.size, warp[i : i + 1], certainty[i : i + 1])
+                for i, (a, b) in enumerate(images)]
+
     def match_pair_and_dense(self, image0, image1) -> tuple[Matches, DenseField]:
         outputs = self._run(image0, image1)
         return self._sample(*outputs), self._dense(*outputs)

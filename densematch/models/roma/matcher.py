@@ -165,6 +165,28 @@ class RoMa(nn.Module, RomatchAPI):
         certainty = corresps[1]["certainty"] - (low if s.attenuate_cert else 0)
         return self._assemble(flow, certainty, s.symmetric)
 
+    @torch.inference_mode()
+    def match_batch(self, images_A: list, images_B: list, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Match lists of images (paths or PIL images) in one batched pass.
+
+        Each pair is preprocessed exactly as :meth:`match` does (PIL bicubic resize to the coarse and
+        upsampling resolutions), so the result equals ``match`` run pair by pair, stacked along the batch:
+        ``warp`` ``(N, H, 2W, 4)``, ``certainty`` ``(N, H, 2W)`` (symmetric).
+        """
+        if len(images_A) != len(images_B) or not images_A:
+            raise InputShapeError(f"match_batch needs two equally long, non-empty lists, got {len(images_A)} "
+                                  f"and {len(images_B)} images")
+        device = torch.device(device) if device is not None else self.device
+        s = self.settings
+        pil_a, pil_b = [load_image(x) for x in images_A], [load_image(x) for x in images_B]
+
+        def stack(images, size):
+            return torch.cat([self._prepare(image, size, device) for image in images])
+
+        high = (stack(pil_a, s.upsample_res), stack(pil_b, s.upsample_res)) if s.upsample_preds else (None, None)
+        return self.match(stack(pil_a, s.coarse_res), stack(pil_b, s.coarse_res), im_A_high_res=high[0],
+                          im_B_high_res=high[1], device=device)
+
     def _scale_factor(self, upsample: bool) -> float:
         """Scale of the refiners' displacement embedding (see ``RomaSettings.scale_factor_mode``)."""
         s = self.settings
