@@ -53,6 +53,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="mixed precision (auto: fp16 on CUDA, off on CPU)",
     )
     parser.add_argument(
+        "--dinov2-weights",
+        help="RoMa models: local DINOv2 checkpoint (default: the published file, downloaded once)",
+    )
+    parser.add_argument(
         "--init",
         default=None,
         metavar="WEIGHTS",
@@ -93,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         amp=args.amp,
         seed=args.seed,
         init=args.init,
+        dinov2_weights=args.dinov2_weights,
         num_workers=args.workers,
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,

@@ -110,6 +110,7 @@ class TrainConfig:
     amp: str = "auto"  # "auto" (fp16 on CUDA, off on CPU), "off", "fp16", "bf16"
     seed: int = 0
     init: str | None = None  # None = random initialisation, "published" = published weights, else a file
+    dinov2_weights: str | None = None  # RoMa models: local DINOv2 file (None = the published one, downloaded)
     num_workers: int = 2  # data-loading processes per training process
     log_every: int = 10  # steps between metrics lines
     checkpoint_every: int = 500  # steps between checkpoints (and at the end)

@@ -40,7 +40,10 @@ def build_model(config: TrainConfig, recipe: ModelRecipe, device) -> nn.Module:
     from ..registry import load
 
     weights = {None: False, "published": None}.get(config.init, config.init)
-    model = load(config.model, device=device, weights=weights, **dict(recipe.build_kwargs))
+    kwargs = dict(recipe.build_kwargs)
+    if config.dinov2_weights is not None:
+        kwargs["dinov2_weights"] = config.dinov2_weights
+    model = load(config.model, device=device, weights=weights, **kwargs)
     freeze(model, recipe.frozen)
     return model
 

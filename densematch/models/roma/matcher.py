@@ -88,14 +88,14 @@ class RoMa(nn.Module, RomatchAPI):
     # --- network ------------------------------------------------------------------------------------
     def forward(self, batch: dict, upsample: bool = False, scale_factor: float = 1.0,
                 flow: torch.Tensor | None = None, certainty: torch.Tensor | None = None,
-                symmetric: bool | None = None) -> dict:
+                symmetric: bool = False) -> dict:
         """Match ``batch["im_A"]`` to ``batch["im_B"]``, both ``(B, 3, H, W)`` ImageNet-normalised.
 
-        Returns the per-scale ``corresps`` of :class:`Decoder` (batch ``2B`` when symmetric: the first B
-        rows are A->B, the last B rows B->A). ``upsample``: refinement-only pass (strides 8..1) starting
-        from ``flow``/``certainty`` of a previous pass.
+        Returns the per-scale ``corresps`` of :class:`Decoder`: A->B only (what training uses, as romatch's
+        ``forward``), or with ``symmetric=True`` batch ``2B`` with the first B rows A->B and the last B rows
+        B->A (romatch's ``forward_symmetric``, used by :meth:`match` when ``settings.symmetric``).
+        ``upsample``: refinement-only pass (strides 8..1) starting from ``flow``/``certainty`` of a previous pass.
         """
-        symmetric = self.settings.symmetric if symmetric is None else symmetric
         images = torch.cat((batch["im_A"], batch["im_B"]), dim=0)
         pyramid = self.encoder(images, upsample=upsample)
         if symmetric:
@@ -146,7 +146,7 @@ class RoMa(nn.Module, RomatchAPI):
         else:
             pil_a, pil_b = load_image(im_A_input), load_image(im_B_input)
             batch = {"im_A": self._prepare(pil_a, (hs, ws), device), "im_B": self._prepare(pil_b, (hs, ws), device)}
-        corresps = self.forward(batch, scale_factor=scale_factor)
+        corresps = self.forward(batch, scale_factor=scale_factor, symmetric=s.symmetric)
         if s.upsample_preds:
             hs, ws = s.upsample_res
         if s.attenuate_cert:
@@ -160,7 +160,7 @@ class RoMa(nn.Module, RomatchAPI):
                         "im_B": self._high_res(im_B_high_res, batch["im_B"], (hs, ws), device)}
             finest = corresps[1]
             corresps = self.forward(high, upsample=True, scale_factor=self._scale_factor(upsample=True),
-                                    flow=finest["flow"], certainty=finest["certainty"])
+                                    flow=finest["flow"], certainty=finest["certainty"], symmetric=s.symmetric)
         flow = corresps[1]["flow"]
         certainty = corresps[1]["certainty"] - (low if s.attenuate_cert else 0)
         return self._assemble(flow, certainty, s.symmetric)
