@@ -9,14 +9,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from ..conventions import pixel_to_normalized
+from ..geometry.camera import rescale_intrinsics
 from ..geometry.warps import warp_from_depth
 from ..io import load_image
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from ..models.preprocess import imagenet_normalize, to_tensor  # noqa: F401  (re-exported for the datasets)
 
 
 def capped_indices(count: int, limit: int, seed) -> np.ndarray:
@@ -45,19 +43,7 @@ def load_resized(path, size: tuple[int, int]) -> tuple[torch.Tensor, tuple[int, 
     Returns the ``(3, H, W)`` float32 image in [0, 1] and the original ``(width, height)``.
     """
     image = load_image(path)
-    original = image.size
-    height, width = size
-    if image.size != (width, height):
-        image = image.resize((width, height), Image.Resampling.BICUBIC)
-    return to_tensor(image), original
-
-
-def to_tensor(image) -> torch.Tensor:
-    """PIL image or uint8 ``(H, W, 3)`` array -> ``(3, H, W)`` float32 in [0, 1]."""
-    array = np.asarray(image, dtype=np.float32) / 255.0
-    if array.ndim == 2:
-        array = np.repeat(array[..., None], 3, axis=-1)
-    return torch.from_numpy(np.ascontiguousarray(array.transpose(2, 0, 1)))
+    return to_tensor(image, size), image.size
 
 
 def resize_depth(depth: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -72,9 +58,7 @@ def scale_intrinsics(K: np.ndarray, from_size: tuple[int, int], to_size: tuple[i
 
     OpenCV convention: a pixel ``u`` moves to ``u' = s (u + 0.5) - 0.5``.
     """
-    sx, sy = to_size[0] / from_size[0], to_size[1] / from_size[1]
-    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1.0]])
-    return S @ np.asarray(K, dtype=np.float64)
+    return rescale_intrinsics(K, (to_size[0] / from_size[0], to_size[1] / from_size[1]))
 
 
 def corner_to_opencv(K: np.ndarray) -> np.ndarray:
@@ -107,13 +91,6 @@ def hflip_intrinsics(K: np.ndarray, width: int) -> np.ndarray:
     """Intrinsics of a horizontally flipped image (u' = W - 1 - u)."""
     flip = np.array([[-1.0, 0, width - 1], [0, 1, 0], [0, 0, 1]])
     return flip @ K
-
-
-def imagenet_normalize(images: torch.Tensor) -> torch.Tensor:
-    """``(..., 3, H, W)`` in [0, 1] -> ImageNet-normalised (the input of RoMa's encoders)."""
-    mean = torch.tensor(IMAGENET_MEAN, dtype=images.dtype, device=images.device)[:, None, None]
-    std = torch.tensor(IMAGENET_STD, dtype=images.dtype, device=images.device)[:, None, None]
-    return (images - mean) / std
 
 
 def depth_pair_sample(image0, image1, depth0, depth1, K0, K1, T_0to1) -> dict:

@@ -41,7 +41,9 @@ def rescale_pixels(uv: np.ndarray, scale: float) -> np.ndarray:
     return (np.asarray(uv, dtype=np.float64) + 0.5) * scale - 0.5
 
 
-def rescale_intrinsics(K, scale: float) -> np.ndarray:
-    """Intrinsics of an image resized by ``scale`` (consistent with :func:`rescale_pixels`)."""
-    S = np.array([[scale, 0, 0.5 * scale - 0.5], [0, scale, 0.5 * scale - 0.5], [0, 0, 1]])
+def rescale_intrinsics(K, scale: float | tuple[float, float]) -> np.ndarray:
+    """Intrinsics of an image resized by ``scale`` (or per axis by ``(sx, sy)``), consistent with
+    :func:`rescale_pixels`: in OpenCV pixels ``u' = s (u + 0.5) - 0.5``."""
+    sx, sy = (scale, scale) if np.isscalar(scale) else scale
+    S = np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
     return S @ as_intrinsics(K)
