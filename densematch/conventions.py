@@ -30,8 +30,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-ArrayLike = "np.ndarray | torch.Tensor"
-
 
 def normalized_to_pixel(xy, width: int, height: int):
     """Normalised ``[-1, 1]`` coordinates (..., 2) -> OpenCV pixel coordinates (..., 2).

@@ -12,8 +12,6 @@ from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageReadError
 
-ImageSource = "str | os.PathLike | Image.Image | np.ndarray"
-
 
 def load_image(source, mode: str = "RGB") -> Image.Image:
     """Open an image file (or pass a PIL image / uint8 array through) and convert it to ``mode``.

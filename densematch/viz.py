@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from .io import atomic_path, load_image
+from .models.preprocess import to_tensor
 
 
 def draw_matches(image0, image1, kpts0: np.ndarray, kpts1: np.ndarray, scores: np.ndarray | None = None,
@@ -44,8 +45,7 @@ def save_rgb(path, image: np.ndarray) -> None:
 
 
 def _rgb_tensor(image, width: int, height: int, device) -> torch.Tensor:
-    pil = load_image(image).resize((width, height))
-    return torch.from_numpy(np.asarray(pil, dtype=np.float32) / 255).permute(2, 0, 1).to(device)
+    return to_tensor(load_image(image).resize((width, height))).to(device)
 
 
 def warp_image(warp: torch.Tensor, certainty: torch.Tensor, im_A=None, im_B=None, im_A_path=None, im_B_path=None,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Mapping
@@ -140,11 +139,3 @@ def load_strict(module: nn.Module, state: StateDict, *, what: str) -> None:
 def _few(items: list[str], n: int = 3) -> str:
     shown = ", ".join(f"'{k}'" for k in items[:n])
     return shown + (f" (+{len(items) - n} more)" if len(items) > n else "")
-
-
-def copy_into_cache(path, spec: WeightFile) -> Path:
-    """Copy a local file into the cache under the name the loader looks for."""
-    target = cache_dir() / spec.file_name
-    with atomic_path(target) as tmp:
-        shutil.copyfile(path, tmp)
-    return target

@@ -149,22 +149,27 @@ def test_cli_pairs_retrieval_and_missing_dinov2_backbone(tmp_path, capsys):
     assert 2 <= len(read_pairs(out)) <= 4
     assert main(["pairs", str(tmp_path / "images"), "--retrieval", "1", "--output", str(again)]) == 0
     assert again.read_text() == out.read_text()  # the vocabulary is seeded: reproducible
-    try:
-        import densematch.backbones.dinov2  # noqa: F401
-    except ImportError:
-        code = main(
-            [
-                "pairs",
-                str(tmp_path / "images"),
-                "--retrieval",
-                "1",
-                "--descriptor",
-                "dinov2-gem",
-                "--output",
-                str(out),
-            ]
-        )
-        assert code == 2 and "DINOv2 backbone" in capsys.readouterr().err
+    code = main(["pairs", str(tmp_path / "images"), "--retrieval", "1", "--descriptor", "dinov2-gem",
+                 "--weights", str(tmp_path / "missing.pth"), "--output", str(tmp_path / "x.txt")])
+    assert code == 2 and "DINOv2 weights file not found" in capsys.readouterr().err
+    assert not (tmp_path / "x.txt").exists()
+
+
+def test_dinov2_gem_descriptors_are_normalised_and_deterministic(tmp_path):
+    import torch
+    from sfm_synthetic import make_collection
+
+    from densematch.backbones.dinov2 import DINOV2_CONFIGS, DinoV2
+    from densematch.sfm.retrieval import dinov2_gem_descriptors
+
+    make_collection(tmp_path / "images", count=3)
+    paths = sorted((tmp_path / "images").iterdir())
+    torch.manual_seed(0)
+    weights = DinoV2(DINOV2_CONFIGS["vits14"]).state_dict()
+    desc = dinov2_gem_descriptors(paths, weights, arch="vits14", side=112)
+    assert desc.shape == (3, 384) and np.allclose(np.linalg.norm(desc, axis=1), 1, atol=1e-5)
+    again = dinov2_gem_descriptors(paths[:1], weights, arch="vits14", side=112)
+    assert np.allclose(again[0], desc[0], atol=1e-5)  # deterministic per image
 
 
 def test_dinov2_gem_hook_with_random_weights(tmp_path):

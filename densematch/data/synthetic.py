@@ -29,6 +29,7 @@ from ..conventions import pixel_to_normalized
 from ..errors import ImageReadError, InputShapeError
 from ..geometry.warps import warp_from_depth
 from ..io import load_image
+from ..models.preprocess import to_tensor
 from ..synth import store
 from ..synth.engine import SynthConfig, SynthEngine, SynthPair, list_images
 
@@ -65,8 +66,8 @@ def pair_sample(
     height1, width1 = depth1.shape
     uv1, in_view = warp_from_depth(depth0_t, K0_t, K1_t, T_t, size1=(width1, height1))
     return {
-        "image0": _image_tensor(image0),
-        "image1": _image_tensor(image1),
+        "image0": to_tensor(image0),
+        "image1": to_tensor(image1),
         "warp0": pixel_to_normalized(uv1, width1, height1).to(torch.float32),
         "valid0": torch.from_numpy(np.ascontiguousarray(valid0, dtype=bool)) & in_view,
         "K0": K0_t,
@@ -75,10 +76,6 @@ def pair_sample(
         "depth0": depth0_t,
         "depth1": torch.from_numpy(np.ascontiguousarray(depth1, dtype=np.float32)),
     }
-
-
-def _image_tensor(image: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.array(image, dtype=np.float32)).permute(2, 0, 1) / 255
 
 
 class SyntheticPairs(Dataset):

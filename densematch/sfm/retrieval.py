@@ -138,13 +138,8 @@ def dinov2_gem_descriptors(
     """
     import torch
 
-    try:
-        from ..backbones.dinov2 import DINOV2_CONFIGS, DinoV2
-    except ImportError as exc:
-        raise DensematchError(
-            "the dinov2-gem descriptor needs the DINOv2 backbone (densematch.backbones.dinov2), which is not "
-            "part of this installation; use --descriptor sift-vlad"
-        ) from exc
+    from ..backbones.dinov2 import DINOV2_CONFIGS, DinoV2
+    from ..models.preprocess import imagenet_normalize, to_tensor
     from ..registry import DINOV2_VITL14
     from ..weights import load_strict, read_state_dict
 
@@ -154,13 +149,11 @@ def dinov2_gem_descriptors(
     state = read_state_dict(weights, what="DINOv2", spec=DINOV2_VITL14 if arch == "vitl14" else None)
     load_strict(model, state, what="DINOv2")
     model = model.to(device).eval()
-    mean = torch.tensor([0.485, 0.456, 0.406], device=device).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225], device=device).view(1, 3, 1, 1)
     rows = []
     for _, image in prefetched(paths, lambda path: _resized_to_patches(load_image(path), side, 14)):
-        x = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)[None].to(device)
+        x = imagenet_normalize(to_tensor(image))[None].to(device)
         with torch.inference_mode():
-            features = model((x - mean) / std).float()  # (1, C, h, w)
+            features = model(x).float()  # (1, C, h, w)
         gem = features.clamp(min=1e-6).pow(p).mean(dim=(2, 3)).pow(1.0 / p)[0]
         rows.append(torch.nn.functional.normalize(gem, dim=0).cpu().numpy())
         if progress is not None:
