@@ -27,10 +27,19 @@ class WeightFile:
 
 @dataclass(frozen=True)
 class ModelEntry:
+    """One named model: what kind of matcher it is (how the tools use it), how to build and train it.
+
+    ``kind`` is one of :data:`densematch.models.contract.KINDS` ("dense", "matches", "classical"); see
+    :mod:`densematch.models.contract` for what each kind's model offers.
+    """
+
     name: str
     factory: str  # "module:function"; the function takes (device, weights=None, ...)
     description: str
+    kind: str = "dense"
     weights: Mapping[str, WeightFile] = field(default_factory=dict)  # role ("matcher", "dinov2") -> file
+    recipe: str | None = None  # "module:ATTRIBUTE" of its TrainingRecipe; None = not trainable
+    weights_note: str = ""  # where the published weights are when code cannot fetch them (shown in errors)
 
     def build(self, *args, **kwargs):
         module_name, func_name = self.factory.split(":")
