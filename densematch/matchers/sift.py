@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..defaults import SIFT_NUM_KEYPOINTS
 from ..io import load_image
 from .base import Matches, PairMatcher
 
@@ -27,7 +28,7 @@ class SiftMatcher(PairMatcher):
 
     def __init__(
         self,
-        max_keypoints: int = 8000,
+        max_keypoints: int = SIFT_NUM_KEYPOINTS,
         ratio: float = 0.8,
         root_sift: bool = False,
         mutual: bool = False,

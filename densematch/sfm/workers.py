@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from ..defaults import DENSE_NUM_MATCHES
 from ..errors import DensematchError, require
 from ..matchers.base import Matches, PairMatcher
 from .h5io import ImageFeatures, PairMatches
@@ -45,7 +46,7 @@ class MatcherSpec:
 
     name: str  # a name accepted by densematch.get_matcher (or a label for ``factory``)
     weights: str | None = None  # checkpoint path; None = the published weights
-    num: int = 5000  # correspondences sampled per pair (dense) / keypoint cap per image (sift)
+    num: int = DENSE_NUM_MATCHES  # correspondences sampled per pair (dense) / keypoint cap per image (sift)
     seed: int = 0  # seed of the dense sampling
     device: str | None = None  # None: "cuda" when the worker sees a GPU, else "cpu"
     options: tuple[tuple[str, Any], ...] = ()  # keyword arguments of get_matcher (over SFM_DEFAULT_OPTIONS)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ...defaults import ROMA_COARSE_RES, ROMA_UPSAMPLE_RES
+
 # scale -> (input channels of the projection, output channels)
 PROJ_DIMS = {16: (1024, 512), 8: (512, 512), 4: (256, 256), 2: (128, 64), 1: (64, 9)}
 # scale -> displacement-embedding width
@@ -44,8 +46,8 @@ class RomaSettings:
     ``symmetric``, ``sample_thresh``) are also available on the model itself.
     """
 
-    coarse_res: tuple[int, int] = (560, 560)  # (H, W) of the coarse pass; multiples of 14
-    upsample_res: tuple[int, int] = (864, 864)  # (H, W) of the refinement-only second pass
+    coarse_res: tuple[int, int] = (ROMA_COARSE_RES, ROMA_COARSE_RES)  # (H, W) of the coarse pass; multiples of 14
+    upsample_res: tuple[int, int] = (ROMA_UPSAMPLE_RES, ROMA_UPSAMPLE_RES)  # (H, W) of the refinement-only second pass
     upsample_preds: bool = True  # run the second pass at upsample_res
     symmetric: bool = True  # match A->B and B->A in one batch
     attenuate_cert: bool = True  # add back half of negative coarse certainty logits (upstream default)
@@ -53,7 +55,7 @@ class RomaSettings:
     sample_mode: str = "threshold_balanced"  # "threshold_balanced", "threshold", "balanced" or ""
     amp_dtype: object = None  # CUDA autocast dtype of the DINOv2 weights; None = fp32 everywhere
     gp_solver: str = "cholesky"  # "cholesky" (romatch 0.1.2) or "inverse" (older snapshots, training)
-    train_resolution: int = 560  # "train_resolution" mode: displacement scale factor = sqrt(h * w) / this
+    train_resolution: int = ROMA_COARSE_RES  # "train_resolution" mode: displacement scale factor = sqrt(h * w) / this
     # how the refiners' displacement-embedding scale factor is computed:
     #   "train_resolution" (romatch 0.1.2): sqrt(h * w) / train_resolution in both passes
     #   "coarse_relative" (older RoMa snapshots, as used by L2M++): 1 in the coarse pass and

@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...conventions import normalized_grid
+from ...defaults import ROMA_COARSE_RES, ROMA_UPSAMPLE_RES
 from ...errors import ConfigError, InputShapeError
 from ...io import load_image
 from ...registry import WeightFile
@@ -239,7 +240,8 @@ class RoMa(nn.Module, RomatchAPI):
 
 
 def build_roma(device="cpu", matcher_weights=None, dinov2_weights=None, matcher_spec: WeightFile | None = None,
-               dinov2_spec: WeightFile | None = None, coarse_res=560, upsample_res=864, amp_dtype=torch.float16,
+               dinov2_spec: WeightFile | None = None, coarse_res=ROMA_COARSE_RES,
+               upsample_res=ROMA_UPSAMPLE_RES, amp_dtype=torch.float16,
                symmetric=True, name: str | None = None, arch: RomaArchitecture | None = None,
                upsample_preds: bool = True, attenuate_cert: bool = True, gp_solver: str = "cholesky",
                scale_factor_mode: str = "train_resolution",

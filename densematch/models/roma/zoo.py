@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import torch
 
+from ...defaults import ROMA_COARSE_RES, ROMA_UPSAMPLE_RES
 from ...registry import get_entry
 
 
@@ -30,8 +31,8 @@ def _roma(name: str, device, weights, dinov2_weights, coarse_res, upsample_res, 
     )
 
 
-def roma_outdoor(device="cpu", weights=None, dinov2_weights=None, coarse_res=560, upsample_res=864,
-                 amp_dtype=torch.float16, symmetric=True, **overrides):
+def roma_outdoor(device="cpu", weights=None, dinov2_weights=None, coarse_res=ROMA_COARSE_RES,
+                 upsample_res=ROMA_UPSAMPLE_RES, amp_dtype=torch.float16, symmetric=True, **overrides):
     """RoMa outdoor (MegaDepth). Same arguments and return type as ``romatch.roma_outdoor``.
 
     ``weights`` / ``dinov2_weights``: None (published files), a local path, or a state dict.
@@ -41,8 +42,8 @@ def roma_outdoor(device="cpu", weights=None, dinov2_weights=None, coarse_res=560
                  symmetric, **overrides)
 
 
-def roma_indoor(device="cpu", weights=None, dinov2_weights=None, coarse_res=560, upsample_res=864,
-                amp_dtype=torch.float16, symmetric=True, **overrides):
+def roma_indoor(device="cpu", weights=None, dinov2_weights=None, coarse_res=ROMA_COARSE_RES,
+                upsample_res=ROMA_UPSAMPLE_RES, amp_dtype=torch.float16, symmetric=True, **overrides):
     """RoMa indoor (MegaDepth + ScanNet). Same arguments as :func:`roma_outdoor`."""
     return _roma("roma_indoor", device, weights, dinov2_weights, coarse_res, upsample_res, amp_dtype,
                  symmetric, **overrides)
