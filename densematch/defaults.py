@@ -10,3 +10,5 @@ DENSE_NUM_MATCHES = 5000  # correspondences sampled per pair from a dense model,
 
 ROMA_COARSE_RES = 560  # RoMa's published coarse resolution (side of the square, multiple of 14)
 ROMA_UPSAMPLE_RES = 864  # RoMa's published refinement resolution
+
+ESTIMATORS = ("opencv-ransac", "opencv-magsac", "poselib")  # robust estimators of densematch.geometry.robust

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 import urllib.error
 import urllib.request
+import zipfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -54,14 +56,60 @@ def cached_file(spec: WeightFile, *, what: str, download: bool = True, timeout: 
     )
 
 
+def argument_name(role: str) -> str:
+    """The keyword argument of a model factory that takes the weights of ``role``: ``weights`` for the
+    main file ("matcher"), ``<role>_weights`` otherwise (``dinov2_weights``)."""
+    return "weights" if role == "matcher" else f"{role}_weights"
+
+
+def fetch_all(files: Mapping[str, WeightFile], given: Mapping[str, object], *, what: str,
+              download: bool = True, note: str = "") -> dict[str, object]:
+    """Check every weight file of a model before anything is built, and report all problems at once.
+
+    ``files`` maps roles to published files, ``given`` roles to what the user passed (None: published).
+    Returns role -> local path (or the given state dict). Raises one :class:`WeightsError` listing each
+    missing file with its URL (and ``note``, where the authors keep files code cannot fetch).
+    """
+    found, problems = {}, []
+    for role in dict.fromkeys([*files, *given]):
+        source, spec = given.get(role), files.get(role)
+        flag = "--" + argument_name(role).replace("_", "-")
+        if source is False or isinstance(source, Mapping):
+            found[role] = source
+        elif source is not None:
+            if Path(source).is_file():
+                found[role] = Path(source)
+            else:
+                problems.append(f"{flag} {source}: file not found")
+        elif spec is None:
+            problems.append(f"{role}: no published file; pass {flag}")
+        else:
+            try:
+                found[role] = cached_file(spec, what=f"{what} {role}", download=download,
+                                          argument=argument_name(role))
+            except WeightsError:
+                problems.append(f"{role} '{spec.file_name}' not in {cache_dir()} and not downloadable from "
+                                f"{spec.url} (pass {flag} FILE)")
+    if problems:
+        extra = f"; {note}" if note else ""
+        raise WeightsError(f"{what}: {len(problems)} weight file(s) missing: " + "; ".join(problems) + extra)
+    return found
+
+
 def _download(url: str, target: Path, sha256: str | None, timeout: float) -> None:
+    from tqdm import tqdm
+
     request = urllib.request.Request(url, headers={"User-Agent": "densematch"})
     digest = hashlib.sha256()
     with urllib.request.urlopen(request, timeout=timeout) as response, atomic_path(target) as tmp:
-        with open(tmp, "wb") as handle:
+        total = int(response.headers.get("Content-Length") or 0) or None
+        with open(tmp, "wb") as handle, tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                                             desc=f"download {target.name}", file=sys.stderr,
+                                             disable=None, leave=False) as progress:
             while chunk := response.read(1 << 20):
                 digest.update(chunk)
                 handle.write(chunk)
+                progress.update(len(chunk))
         if sha256 is not None and digest.hexdigest() != sha256:
             raise ValueError(f"sha256 mismatch: got {digest.hexdigest()}, expected {sha256}")
 
@@ -81,8 +129,8 @@ def read_state_dict(source, *, what: str, spec: WeightFile | None = None, downlo
         path = Path(source)
         if not path.is_file():
             raise WeightsError(f"{what} weights file not found: {path}")
-        try:
-            source = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        try:  # memory-map zip checkpoints; legacy (pre-1.6, non-zip) files cannot be mapped
+            source = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
         except Exception as exc:  # pickle errors, truncated zip files, foreign formats
             raise WeightsError(f"cannot read {what} weights from {path}: {exc}") from exc
     if not isinstance(source, Mapping):

@@ -2,61 +2,39 @@
 
 DATASET_DIR is a folder with a pairs.json (types relative_pose, homography, gt_correspondences; pairs
 with depth0/valid0 also get dense PCK) or a standard layout: MegaDepth-1500, ScanNet-1500, HPatches
-sequences, WxBS. Writes OUT/summary.json, OUT/results.jsonl (one object per pair) and caches the
-matches in OUT/predictions/, so that --metrics-only (e.g. with another --estimator) never re-runs
-the matcher.
+sequences, WxBS. Writes OUT/summary.json, OUT/results.jsonl (one object per pair), OUT/curves.png
+(the error curves behind the AUCs) and caches the matches in OUT/predictions/, so that --metrics-only
+(e.g. with another --estimator) never re-runs the matcher; its results go beside the first ones
+(summary.<estimator>.json, ...), never over them.
 
 examples:
-  densematch benchmark shared/data/kitti_odometry_00 --matcher sift --output runs/kitti_sift
-  densematch benchmark data/megadepth --matcher roma_outdoor --num 5000 --output runs/mega_roma
-  densematch benchmark data/megadepth --matcher roma_outdoor --output runs/mega_roma \\
+  densematch benchmark shared/data/kitti_odometry_00 --model sift --output runs/kitti_sift
+  densematch benchmark data/megadepth --model roma_outdoor --num 5000 --output runs/mega_roma
+  densematch benchmark data/megadepth --model roma_outdoor --output runs/mega_roma \\
       --metrics-only --estimator poselib
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
-from ..errors import DensematchError
-from ..geometry import ESTIMATORS
+from ..defaults import ESTIMATORS
+from . import common
 
 HELP = "evaluate a matcher on a benchmark (pose / homography AUC, WxBS mAA, dense PCK)"
 
-SIFT_DEFAULT_NUM = 8000  # keypoints per image, as in the reference SIFT runs of shared/data/README.md
-DENSE_DEFAULT_NUM = 5000  # sampled matches per pair, as in the RoMa benchmarks
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("dataset", metavar="DATASET_DIR", help="benchmark folder (or a pairs.json file)")
-    parser.add_argument(
-        "--matcher", required=True, help="'sift' or a registered model (see densematch.list_matchers())"
-    )
-    parser.add_argument(
-        "--weights", default=None, help="checkpoint file for a learned matcher (default: published)"
-    )
-    parser.add_argument(
-        "--num",
-        type=int,
-        default=None,
-        help=f"matches sampled per pair for dense matchers (default {DENSE_DEFAULT_NUM}); "
-        f"keypoints per image for sift (default {SIFT_DEFAULT_NUM})",
-    )
+    common.add_model(parser)
+    parser.add_argument("--dinov2-weights", metavar="FILE", help="local DINOv2 checkpoint (RoMa models)")
+    common.add_num(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the dense match sampling and of RANSAC")
-    parser.add_argument(
-        "--device", default=None, help="torch device (default: cuda when available, else cpu)"
-    )
-    parser.add_argument(
-        "--option",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="extra matcher option, repeatable (e.g. ratio=0.9, root_sift=true, coarse_res=280)",
-    )
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--max-pairs", type=int, default=None, help="evaluate only the first N pairs")
+    common.add_device(parser)
+    common.add_output(parser)
+    parser.add_argument("--max-pairs", type=common.positive_int, default=None, metavar="N",
+                        help="evaluate only the first N pairs")
     estimator = parser.add_argument_group("robust estimation (defaults: the published protocol of each task)")
     estimator.add_argument("--estimator", choices=ESTIMATORS, default=None, help="robust estimator")
     estimator.add_argument("--threshold", type=float, default=None, help="inlier threshold in pixels")
@@ -69,45 +47,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument(
         "--overwrite", action="store_true", help="delete cached predictions of another configuration"
     )
-    run.add_argument("--quiet", action="store_true", help="no progress bars and no results table")
-
-
-def parse_options(items: list[str]) -> dict:
-    """``["ratio=0.9", "root_sift=true", "name=x"]`` -> ``{"ratio": 0.9, "root_sift": True, "name": "x"}``."""
-    options = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise DensematchError(f"--option expects KEY=VALUE, got '{item}'")
-        try:
-            options[key.strip()] = json.loads(value)
-        except json.JSONDecodeError:
-            options[key.strip()] = value
-    return options
+    common.add_quiet(parser, "progress bars and no results table")
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     from ..eval import BenchmarkOptions, format_results, load_benchmark, run_benchmark
     from ..eval.tasks import DEFAULT_ESTIMATORS
-    from ..matchers import get_matcher
 
+    model = common.require_model(args)
+    num = common.default_num(model, args.num)
+    output = common.check_output_folder(args.output)
+    options = common.parse_options(args.options)
+    flags = {}
+    if args.dinov2_weights is not None:
+        options["dinov2_weights"], flags["dinov2_weights"] = args.dinov2_weights, "--dinov2-weights"
+    common.check_model_options(model, options, flags=flags)
+    common.check_weights_arg(model, args.weights)
     benchmark = load_benchmark(args.dataset).subset(args.max_pairs)
-    num = (
-        args.num
-        if args.num is not None
-        else (SIFT_DEFAULT_NUM if args.matcher == "sift" else DENSE_DEFAULT_NUM)
-    )
-    if num < 1:
-        raise DensematchError(f"--num must be positive, got {num}")
-    options = parse_options(args.option)
     config = {
-        "matcher": args.matcher,
+        "matcher": model,
         "weights": args.weights,
         "num": num,
         "seed": args.seed,
-        "options": options,
+        "options": {k: v for k, v in options.items() if k != "dinov2_weights"},
     }
     try:
         estimator = DEFAULT_ESTIMATORS[benchmark.task].replace(
@@ -118,23 +80,17 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
         )
     except ValueError as exc:
-        raise DensematchError(str(exc)) from None
+        raise common.ConfigError(str(exc)) from None
     matcher = None
     if not args.metrics_only:
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        try:
-            matcher = get_matcher(
-                args.matcher, device=device, weights=args.weights, num=num, seed=args.seed, **options
-            )
-        except TypeError as exc:  # an --option the matcher does not take
-            raise DensematchError(f"bad --option for matcher '{args.matcher}': {exc}") from None
-        except ValueError as exc:
-            raise DensematchError(str(exc)) from None
+        device = common.resolve_device(args.device)
+        common.fetch_weights(model, args.weights, options)
+        matcher = common.build_matcher(args, num=num, options=options, device=device)
     result = run_benchmark(
         benchmark,
         matcher,
         config,
-        args.output,
+        output,
         BenchmarkOptions(
             estimator=estimator,
             metrics_only=args.metrics_only,
@@ -144,5 +100,5 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print(format_results(result.summary, result.rows))
-        print(f"\nwrote {args.output}/summary.json and results.jsonl", file=sys.stderr)
+        print(f"\nwrote {result.summary_path} (and the results and curves beside it)", file=sys.stderr)
     return 0

@@ -208,3 +208,16 @@ def build_matcher(args: argparse.Namespace, *, num: int, options: dict, device: 
         raise
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad option for model '{args.model}': {exc}") from None
+
+
+def fetch_weights(name: str, weights, options: dict) -> None:
+    """Make sure every weight file of a registered model is here (downloading what is missing), so that
+    all missing files are reported in one message before the model is built."""
+    from ..registry import MODELS
+    from ..weights import argument_name, fetch_all
+
+    entry = MODELS.get(name)
+    if entry is None or not entry.weights:
+        return
+    given = {role: (weights if role == "matcher" else options.get(argument_name(role))) for role in entry.weights}
+    fetch_all(entry.weights, given, what=name, note=entry.weights_note)

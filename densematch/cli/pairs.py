@@ -1,26 +1,35 @@
-"""Write a pair list (hloc format, ``name0 name1`` per line) for an image folder.
+"""Write a pair list (hloc format, ``name0 name1`` per line) for an image folder into OUT/pairs.txt.
 
 Exactly one strategy: --exhaustive (all pairs), --sequential K (each image with its K successors in
 sorted-name order), or --retrieval K (each image with its K most similar images under a global
-descriptor: VLAD over RootSIFT by default, needs no weights).
+descriptor: VLAD over RootSIFT by default, needs no weights). `densematch match-pairs --pairs OUT`
+reads OUT/pairs.txt.
+
+examples:
+  densematch pairs images/ --exhaustive --output run/
+  densematch pairs images/ --retrieval 20 --output run/
 """
 
 from __future__ import annotations
 
 import argparse
 
+from . import common
+
 HELP = "make a pair list (exhaustive, sequential or retrieval) for an image folder"
+
+PAIRS_FILE = "pairs.txt"  # the pair list inside --output
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", metavar="IMAGES_DIR", help="folder of images (searched recursively)")
     strategy = parser.add_mutually_exclusive_group(required=True)
     strategy.add_argument("--exhaustive", action="store_true", help="every pair of images")
-    strategy.add_argument("--sequential", type=int, metavar="K", help="each image with its K successors")
-    strategy.add_argument(
-        "--retrieval", type=int, metavar="K", help="each image with its K nearest neighbours"
-    )
-    parser.add_argument("--output", required=True, help="pair list to write (e.g. pairs.txt)")
+    strategy.add_argument("--sequential", type=common.positive_int, metavar="K",
+                          help="each image with its K successors")
+    strategy.add_argument("--retrieval", type=common.positive_int, metavar="K",
+                          help="each image with its K nearest neighbours")
+    common.add_output(parser, f"output folder; the list is written to DIR/{PAIRS_FILE}")
     parser.add_argument(
         "--quadratic",
         action="store_true",
@@ -32,10 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("sift-vlad", "dinov2-gem"),
         help="global descriptor for --retrieval (default: sift-vlad, weight-free)",
     )
-    parser.add_argument("--weights", help="weights of the global descriptor (dinov2-gem)")
-    parser.add_argument(
-        "--device", default="cpu", help="torch device for a learned descriptor (default: cpu)"
-    )
+    parser.add_argument("--weights", metavar="FILE", help="weights of the global descriptor (dinov2-gem)")
+    common.add_device(parser)
+    common.add_quiet(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,6 +55,15 @@ def run(args: argparse.Namespace) -> int:
         write_pairs,
     )
 
+    output = common.check_output_folder(args.output)
+    if output.suffix == ".txt" and not output.exists():
+        raise common.ConfigError(f"--output is a folder (the list goes to DIR/{PAIRS_FILE}); got the file name "
+                                 f"{output}: pass its folder instead")
+    if args.weights is not None:
+        if args.retrieval is None or args.descriptor != "dinov2-gem":
+            raise common.ConfigError("--weights is only used by --retrieval with --descriptor dinov2-gem")
+        common.check_input_file(args.weights, "--weights")
+    device = common.resolve_device(args.device) if args.retrieval is not None else "cpu"
     names = list_images(args.images)
     if args.exhaustive:
         pairs = pairs_exhaustive(names)
@@ -57,16 +74,16 @@ def run(args: argparse.Namespace) -> int:
 
         from ..sfm.retrieval import global_descriptors
 
-        with tqdm(total=len(names), unit="image", desc=args.descriptor) as progress:
+        with tqdm(total=len(names), unit="image", desc=args.descriptor, disable=args.quiet or None) as progress:
             descriptors = global_descriptors(
                 args.images,
                 names,
                 args.descriptor,
                 weights=args.weights,
-                device=args.device,
+                device=device,
                 progress=progress,
             )
         pairs = pairs_from_descriptors(names, descriptors, args.retrieval)
-    path = write_pairs(args.output, pairs)
+    path = write_pairs(output / PAIRS_FILE, pairs)
     print(f"{len(pairs)} pairs of {len(names)} images -> {path}")
     return 0

@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import argparse
 
+from . import common
+
 HELP = "train a model (published losses and recipes; checkpoints, resume, multi-GPU via torchrun)"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="registered model name, e.g. tiny_roma_v1_outdoor or roma_outdoor")
+    parser.add_argument("positional_model", nargs="?", metavar="MODEL", help=argparse.SUPPRESS)
+    parser.add_argument("--model", metavar="NAME",
+                        help="registered model, e.g. tiny_roma_v1_outdoor or roma_outdoor (see `densematch models`)")
+    parser.add_argument("--matcher", dest="model", help=argparse.SUPPRESS)
     parser.add_argument(
         "--data",
         action="append",
@@ -25,8 +30,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--steps", type=int, required=True, help="optimiser steps (0 writes the initial model)"
     )
-    parser.add_argument("--output", required=True, help="output folder")
-    parser.add_argument("--batch-size", type=int, default=8, help="global batch size (pairs per step)")
+    common.add_output(parser)
+    parser.add_argument("--batch-size", type=common.positive_int, default=8,
+                        help="global batch size (pairs per step)")
     parser.add_argument(
         "--resolution",
         default=None,
@@ -67,11 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--resume", action="store_true", help="continue the run in --output from its checkpoint"
     )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 ... (default: GPU when available)")
+    common.add_device(parser)
     parser.add_argument("--workers", type=int, default=2, help="data-loading processes per training process")
-    parser.add_argument("--log-every", type=int, default=10, help="steps between metrics lines")
-    parser.add_argument("--checkpoint-every", type=int, default=500, help="steps between checkpoints")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--log-every", type=common.positive_int, default=10, help="steps between metrics lines")
+    parser.add_argument("--checkpoint-every", type=common.positive_int, default=500,
+                        help="steps between checkpoints")
+    common.add_quiet(parser, "progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -79,14 +86,24 @@ def run(args: argparse.Namespace) -> int:
     from ..train import TrainConfig, train
     from ..train.config import TrainConfigError
 
+    if args.model and args.positional_model and args.model != args.positional_model:
+        raise common.ConfigError(f"two models given: {args.positional_model} and --model {args.model}")
+    args.model = args.model or args.positional_model
+    model = common.require_model(args)
+    if args.steps < 0:
+        raise common.ConfigError(f"--steps must be 0 or positive, got {args.steps}")
+    if args.workers < 0:
+        raise common.ConfigError(f"--workers must be 0 or positive, got {args.workers}")
+    common.check_output_folder(args.output)
+    device = None if args.device == "auto" else common.resolve_device(args.device)  # auto: per process (DDP)
     try:
         resolution = parse_resolution(args.resolution) if args.resolution else None
     except ValueError as exc:
         raise TrainConfigError(f"bad --resolution '{args.resolution}': {exc}") from None
     config = TrainConfig(
-        model=args.model,
+        model=model,
         data=tuple(args.data),
-        output=args.output,
+        output=str(args.output),
         steps=args.steps,
         batch_size=args.batch_size,
         resolution=resolution,
@@ -101,9 +118,9 @@ def run(args: argparse.Namespace) -> int:
         num_workers=args.workers,
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
-        progress=not args.no_progress,
+        progress=not args.quiet,
     )
-    result = train(config, resume=args.resume, device=args.device)
+    result = train(config, resume=args.resume, device=device)
     loss = "" if result.last_loss is None else f", last loss {result.last_loss:.4g}"
     print(f"step {result.step}{loss}: wrote {result.weights} and {result.checkpoint}")
     return 0

@@ -29,7 +29,7 @@ from ..conventions import pixel_to_normalized
 from ..errors import ImageReadError, InputShapeError
 from ..geometry.warps import warp_from_depth
 from ..io import load_image
-from ..models.preprocess import to_tensor
+from ..preprocess import to_tensor
 from ..synth import store
 from ..synth.engine import SynthConfig, SynthEngine, SynthPair, list_images
 

@@ -14,7 +14,7 @@ from ..conventions import pixel_to_normalized
 from ..geometry.camera import rescale_intrinsics
 from ..geometry.warps import warp_from_depth
 from ..io import load_image
-from ..models.preprocess import imagenet_normalize, to_tensor  # noqa: F401  (re-exported for the datasets)
+from ..preprocess import imagenet_normalize, to_tensor  # noqa: F401  (re-exported for the datasets)
 
 
 def capped_indices(count: int, limit: int, seed) -> np.ndarray:

@@ -6,7 +6,8 @@
 """
 
 from .benchmark import BenchmarkOptions, BenchmarkResult, format_results, run_benchmark
-from .datasets import Benchmark, BenchmarkPair, DatasetFormatError, load_benchmark, read_pairs_json
+from .datasets import Benchmark, BenchmarkPair, DatasetFormatError, read_pairs_json
+from .layouts import load_benchmark
 from .metrics import accuracy_curve, error_auc, mean_average_accuracy, pck
 from .predictions import Prediction, PredictionCache, PredictionCacheError
 from .tasks import DEFAULT_ESTIMATORS, summarize

@@ -5,6 +5,11 @@ Output folder::
     OUT/predictions/     the prediction cache (:mod:`densematch.eval.predictions`)
     OUT/results.jsonl    one JSON object per pair (fields: :mod:`densematch.eval.tasks`)
     OUT/summary.json     the summary metrics plus what was run (matcher, estimator, dataset)
+    OUT/curves.png       the error curves (fraction of pairs below each error) whose areas are the AUCs
+
+Recomputing the metrics with other settings (``metrics_only`` with another estimator or pair subset) never
+replaces those files: it writes ``summary.<tag>.json``, ``results.<tag>.jsonl`` and ``curves.<tag>.png``
+beside them, the tag naming the estimator settings (e.g. ``poselib-0.5px``).
 
 >>> from densematch.eval import load_benchmark, run_benchmark
 >>> from densematch.matchers import get_matcher
@@ -25,7 +30,9 @@ from tqdm import tqdm
 from ..geometry import RansacConfig
 from ..io import atomic_write
 from ..matchers.base import PairMatcher
+from ..viz import save_rgb
 from .datasets import Benchmark
+from .plot import error_curves_picture
 from .predictions import PredictionCache, PredictionCacheError, predict_pair
 from .tasks import DEFAULT_ESTIMATORS, EVALUATORS, summarize
 
@@ -54,6 +61,7 @@ class BenchmarkResult:
 
     summary: dict
     rows: list[dict]
+    summary_path: Path | None = None  # where the summary was written
 
 
 def predict_all(
@@ -123,12 +131,32 @@ def run_benchmark(
         "matcher_config": cache.config,
         "estimator": estimator.to_dict(),
     }
-    with atomic_write(output / "results.jsonl", "w") as handle:
+    suffix = output_suffix(output / "summary.json", summary)
+    with atomic_write(output / f"results{suffix}.jsonl", "w") as handle:
         for row in rows:
             handle.write(json.dumps(row, allow_nan=False) + "\n")
-    with atomic_write(output / "summary.json", "w") as handle:
+    with atomic_write(output / f"summary{suffix}.json", "w") as handle:
         json.dump(summary, handle, indent=2, allow_nan=False)
-    return BenchmarkResult(summary, rows)
+    picture = error_curves_picture({**summary, "_rows": rows})
+    if picture is not None:
+        save_rgb(output / f"curves{suffix}.png", picture)
+    return BenchmarkResult(summary, rows, output / f"summary{suffix}.json")
+
+
+def output_suffix(existing: Path, summary: dict) -> str:
+    """``""`` when ``existing`` is absent or was computed with the same settings, else ``".<tag>"``."""
+    try:
+        previous = json.loads(existing.read_text())
+    except (OSError, ValueError):
+        return ""
+    same = all(previous.get(key) == summary.get(key) for key in ("estimator", "num_pairs", "matcher_config"))
+    if same:
+        return ""
+    estimator = summary["estimator"]
+    tag = f"{estimator['method']}-{estimator['threshold_px']:g}px"
+    if previous.get("estimator") == estimator:  # same estimator, other pairs: name the subset
+        tag += f"-{summary['num_pairs']}pairs"
+    return f".{tag}"
 
 
 # --- printing -----------------------------------------------------------------------------------

@@ -176,26 +176,3 @@ def read_pairs_json(path) -> Benchmark:
     return Benchmark(
         name=str(data.get("name") or root.name), task=task, layout="pairs.json", root=root, pairs=pairs
     )
-
-
-def load_benchmark(path) -> Benchmark:
-    """Read a benchmark folder (or a ``pairs.json`` file) of any supported layout.
-
-    Raises :class:`DatasetFormatError` listing the supported layouts when none matches.
-    """
-    from . import layouts
-
-    path = Path(path)
-    if path.is_file() and path.suffix == ".json":
-        return read_pairs_json(path)
-    if not path.is_dir():
-        raise DatasetFormatError(f"benchmark folder not found: {path}")
-    if (path / "pairs.json").is_file():
-        return read_pairs_json(path / "pairs.json")
-    for reader in layouts.READERS:
-        benchmark = reader(path)
-        if benchmark is not None:
-            return benchmark
-    raise DatasetFormatError(
-        f"{path} is not a benchmark folder. Expected one of: a pairs.json file; {layouts.LAYOUT_HELP}"
-    )

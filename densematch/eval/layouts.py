@@ -1,7 +1,7 @@
 """Readers for the standard benchmark layouts a user downloads.
 
 Each reader takes a folder and returns a :class:`~densematch.eval.datasets.Benchmark`, or ``None``
-when the folder is not of its layout (so :func:`~densematch.eval.datasets.load_benchmark` can try
+when the folder is not of its layout (so :func:`load_benchmark`, at the end of this module, can try
 the next one). The formats are those read by the public LoFTR and RoMa evaluation code:
 
 MegaDepth-1500
@@ -34,7 +34,14 @@ from pathlib import Path
 import numpy as np
 
 from ..io import image_size
-from .datasets import Benchmark, BenchmarkPair, DatasetFormatError, check_images_exist, gt_array
+from .datasets import (
+    Benchmark,
+    BenchmarkPair,
+    DatasetFormatError,
+    check_images_exist,
+    gt_array,
+    read_pairs_json,
+)
 
 MEGADEPTH_LONG_SIDE = 1200
 SCANNET_SHORT_SIDE = 480
@@ -244,3 +251,24 @@ def read_wxbs(root: Path) -> Benchmark | None:
 
 
 READERS = (read_megadepth_1500, read_scannet_1500, read_hpatches, read_wxbs)
+
+
+def load_benchmark(path) -> Benchmark:
+    """Read a benchmark folder (or a ``pairs.json`` file) of any supported layout.
+
+    Raises :class:`DatasetFormatError` listing the supported layouts when none matches.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix == ".json":
+        return read_pairs_json(path)
+    if not path.is_dir():
+        raise DatasetFormatError(f"benchmark folder not found: {path}")
+    if (path / "pairs.json").is_file():
+        return read_pairs_json(path / "pairs.json")
+    for reader in READERS:
+        benchmark = reader(path)
+        if benchmark is not None:
+            return benchmark
+    raise DatasetFormatError(
+        f"{path} is not a benchmark folder. Expected one of: a pairs.json file; {LAYOUT_HELP}"
+    )

@@ -19,9 +19,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from ..defaults import ESTIMATORS
 from ..errors import InputShapeError
-
-ESTIMATORS = ("opencv-ransac", "opencv-magsac", "poselib")
 
 
 @dataclass(frozen=True)

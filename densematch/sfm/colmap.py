@@ -4,8 +4,9 @@ Steps (as hloc's ``reconstruction.py``): a fresh COLMAP database; images importe
 their EXIF data (or COLMAP's default focal length); keypoints imported **with 0.5 added** (our and
 hloc's keypoints put the centre of the top-left pixel at (0, 0), COLMAP puts the pixel *corner* there,
 exactly as hloc's ``import_features`` does); matches imported; geometric verification (RANSAC of
-E / F / H per pair); incremental mapping. The largest model is written into the output folder
-together with ``summary.json``.
+E / F / H per pair); incremental mapping. The largest model is written into the output folder as
+COLMAP binary files, as text files in ``text/`` and as a coloured point cloud ``points3D.ply``, together
+with ``summary.json``.
 
 Needs pycolmap >= 4.2 (checked by :func:`require_pycolmap`; tested with 4.2.1): older releases
 name the database and verification calls differently.
@@ -55,6 +56,30 @@ class ReconstructionConfig:
             raise DensematchError(
                 f"unknown camera mode '{self.camera_mode}'; known: {', '.join(CAMERA_MODES)}"
             )
+        if self.num_threads == 0 or self.num_threads < -1:
+            raise DensematchError(f"threads must be -1 (all cores) or positive, got {self.num_threads}")
+
+
+def check_camera(model: str, params: str | None) -> None:
+    """Raise :class:`DensematchError` for an unknown COLMAP camera model or a wrong parameter list."""
+    pycolmap = require_pycolmap()
+    known = [name for name in pycolmap.CameraModelId.__members__ if name != "INVALID"]
+    if model not in known:
+        raise DensematchError(f"unknown COLMAP camera model '{model}'; known: {', '.join(known)}")
+    if params is None:
+        return
+    expected = pycolmap.Camera.create_from_model_id(1, getattr(pycolmap.CameraModelId, model), 1.0, 2, 2)
+    names = expected.params_info
+    try:
+        values = [float(v) for v in params.split(",")]
+    except ValueError:
+        raise DensematchError(f"camera parameters must be comma-separated numbers ({names}), got '{params}'") \
+            from None
+    if len(values) != len(expected.params):
+        raise DensematchError(f"camera model {model} takes {len(expected.params)} parameters ({names}), "
+                              f"got {len(values)}: '{params}'")
+    if not all(np.isfinite(values)) or values[0] <= 0:
+        raise DensematchError(f"camera parameters must be finite with a positive focal length, got '{params}'")
 
 
 @dataclass
@@ -86,6 +111,7 @@ def reconstruct(
     Returns the summary that is also written to ``sfm_dir/summary.json``.
     """
     pycolmap = require_pycolmap()
+    check_camera(config.camera_model, config.camera_params)
     start = time.perf_counter()
     match_dir, images_dir, sfm_dir = Path(match_dir), Path(images_dir), Path(sfm_dir)
     features, matches = match_dir / h5io.FEATURES_FILE, match_dir / h5io.MATCHES_FILE
@@ -261,22 +287,31 @@ def _map(database: Path, images_dir: Path, sfm_dir: Path, config: Reconstruction
 
 
 MODEL_FILES = ("cameras.bin", "images.bin", "points3D.bin", "frames.bin", "rigs.bin")
+TEXT_DIR = "text"  # the same model as COLMAP text files (cameras.txt, images.txt, points3D.txt, ...)
+PLY_FILE = "points3D.ply"  # the 3D points with colours, for any point-cloud viewer
 
 
 def _write_model(reconstruction, sfm_dir: Path) -> None:
-    """Write the model's binary files into ``sfm_dir``, each file replaced atomically.
+    """Write the model into ``sfm_dir``: binary files, ``text/`` and ``points3D.ply``, each replaced atomically.
 
     With no reconstruction, model files of an earlier run are removed (they would contradict the summary).
     """
     if reconstruction is None:
-        for name in MODEL_FILES:
+        for name in (*MODEL_FILES, PLY_FILE):
             (sfm_dir / name).unlink(missing_ok=True)
+        shutil.rmtree(sfm_dir / TEXT_DIR, ignore_errors=True)
         return
     scratch = Path(tempfile.mkdtemp(prefix=".model.", dir=sfm_dir))
     try:
-        reconstruction.write(scratch)
+        reconstruction.write_binary(scratch)
+        reconstruction.export_PLY(scratch / PLY_FILE)
         for file in sorted(scratch.iterdir()):
             os.replace(file, sfm_dir / file.name)
+        text = scratch / TEXT_DIR
+        text.mkdir()
+        reconstruction.write_text(text)
+        shutil.rmtree(sfm_dir / TEXT_DIR, ignore_errors=True)
+        os.replace(text, sfm_dir / TEXT_DIR)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 

@@ -16,6 +16,7 @@ number of workers (:mod:`densematch.sfm.workers`).
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
@@ -26,13 +27,14 @@ import h5py
 import numpy as np
 from tqdm import tqdm
 
-from ..errors import DensematchError
+from ..errors import DensematchError, ImageReadError
 from . import h5io
 from .keypoints import DenseKeypointAggregator, GridConfig
-from .pairs import Pair, check_pairs_against_images, list_images, unique_pairs
+from .pairs import Pair, check_pairs_against_images, list_images, unique_pairs, unreadable_images
 from .workers import MatcherSpec, chunked, make_executor
 
 FORMAT_VERSION = 1
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,7 @@ class MatchConfig:
     grid: GridConfig = field(default_factory=GridConfig)  # snapping of dense matches
     overwrite: bool = False  # start from empty files instead of resuming
     progress: bool = True  # tqdm progress bars (pairs/s) on stderr
+    strict: bool = False  # a missing or corrupt image is an error (default: skip its pairs, report them)
 
 
 @dataclass
@@ -56,6 +59,8 @@ class MatchOutputs:
     num_pairs: int
     num_new_pairs: int  # pairs matched by this run (the others were already in the files)
     seconds: float  # wall time of the matching step (pairs/s = num_new_pairs / seconds)
+    skipped_images: dict[str, str] = field(default_factory=dict)  # name -> why (missing or corrupt)
+    num_skipped_pairs: int = 0  # pairs left out because one of their images was skipped
 
 
 def match_collection(
@@ -66,7 +71,20 @@ def match_collection(
     pairs = unique_pairs(pairs)
     if not pairs:
         raise DensematchError("the pair list is empty")
-    check_pairs_against_images(pairs, list_images(images_dir), images_dir)
+    names = sorted({name for pair in pairs for name in pair})
+    if config.strict:
+        check_pairs_against_images(pairs, list_images(images_dir), images_dir)
+    skipped = unreadable_images(images_dir, names)
+    if skipped and config.strict:
+        name, reason = next(iter(skipped.items()))
+        raise ImageReadError(f"{len(skipped)} unreadable image(s) in {images_dir}, e.g. {name}: {reason}")
+    if skipped:
+        for name, reason in skipped.items():
+            logger.warning("skipping image %s (%s) and its pairs", name, reason)
+        kept = [pair for pair in pairs if pair[0] not in skipped and pair[1] not in skipped]
+        num_skipped_pairs, pairs = len(pairs) - len(kept), kept
+        if not pairs:
+            raise ImageReadError(f"no pair is left: every pair names an unreadable image of {images_dir}")
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {
         name: output_dir / name for name in (h5io.FEATURES_FILE, h5io.MATCHES_FILE, h5io.DENSE_MATCHES_FILE)
@@ -76,7 +94,10 @@ def match_collection(
             path.unlink(missing_ok=True)
     kind = spec.resolved_kind
     run = _KeypointRun if kind == "keypoints" else _DenseRun
-    return run(images_dir, pairs, files, spec, config).run()
+    outputs = run(images_dir, pairs, files, spec, config).run()
+    if skipped:
+        outputs.skipped_images, outputs.num_skipped_pairs = skipped, num_skipped_pairs
+    return outputs
 
 
 class _Run:

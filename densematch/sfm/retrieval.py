@@ -139,7 +139,7 @@ def dinov2_gem_descriptors(
     import torch
 
     from ..backbones.dinov2 import DINOV2_CONFIGS, DinoV2
-    from ..models.preprocess import imagenet_normalize, to_tensor
+    from ..preprocess import imagenet_normalize, to_tensor
     from ..registry import DINOV2_VITL14
     from ..weights import load_strict, read_state_dict
 
