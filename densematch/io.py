@@ -58,6 +58,22 @@ def image_size(source) -> tuple[int, int]:
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
 
 
+def _file_mode(folder: bool = False) -> int:
+    """The permissions ``open()`` (``mkdir()``) gives a new file (folder) under the current umask: ``0o644``
+    (``0o755``) for umask 022. ``tempfile`` creates 0600 files and 0700 folders; atomic writes use this.
+    """
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
+
+
+def make_temp_folder(parent, prefix: str) -> Path:
+    """A new hidden folder in ``parent`` with the usual permissions (for writing a folder atomically)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    os.chmod(path, _file_mode(folder=True))
+    return path
+
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = "wb"):
     """Write to a temporary file beside ``path`` and move it into place only on success.
@@ -67,6 +83,7 @@ def atomic_write(path, mode: str = "wb"):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, _file_mode())
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle
@@ -90,6 +107,8 @@ def atomic_path(path):
     os.close(fd)
     try:
         yield Path(tmp)
+        if os.path.exists(tmp):  # writers may replace the file (h5py, np.savez): set the mode last
+            os.chmod(tmp, _file_mode())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -56,7 +56,7 @@ def _certainty_scale(width: int) -> np.ndarray:
 
 
 def draw_matches(image0, image1, kpts0: np.ndarray, kpts1: np.ndarray, scores: np.ndarray | None = None,
-                 inliers: np.ndarray | None = None, title: str = "", max_lines: int = 400, height: int = 480,
+                 inliers: np.ndarray | None = None, title: str = "", max_lines: int = 250, height: int = 480,
                  seed: int = 0) -> np.ndarray:
     """Side-by-side RGB picture ``(BAR_HEIGHT + height, W0' + W1', 3)`` uint8 with match lines and a legend.
 
@@ -82,7 +82,7 @@ def draw_matches(image0, image1, kpts0: np.ndarray, kpts1: np.ndarray, scores: n
         values = np.ones(n) if scores is None else np.asarray(scores, np.float64).reshape(-1)
         colours = colormap(values)
         order = order[np.argsort(values[order], kind="stable")]  # most certain drawn last, on top
-        items = [(title, None), (f"{n} matches, colour = certainty", None)]
+        items = [(title, None), (f"{n} matches, colour = certainty / score", None)]
     overlay = canvas.copy()
     offset = np.array([im0.shape[1], 0])
     for i in order:
@@ -92,7 +92,7 @@ def draw_matches(image0, image1, kpts0: np.ndarray, kpts1: np.ndarray, scores: n
         cv2.line(overlay, p0, p1, colour, 1, cv2.LINE_AA)
         cv2.circle(overlay, p0, 2, colour, -1, cv2.LINE_AA)
         cv2.circle(overlay, p1, 2, colour, -1, cv2.LINE_AA)
-    canvas = cv2.addWeighted(overlay, 0.8, canvas, 0.2, 0)
+    canvas = cv2.addWeighted(overlay, 0.7, canvas, 0.3, 0)
     bar = legend_bar(canvas.shape[1], [item for item in items if item[0]])
     if inliers is None:
         bar = np.maximum(bar, _certainty_scale(canvas.shape[1]))

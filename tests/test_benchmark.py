@@ -280,10 +280,14 @@ def test_cli_benchmark(homography_set, tmp_path, capsys):
     assert "auc@3px" in printed and "a.png" in printed
     summary = json.loads((out / "summary.json").read_text())
     assert summary["matcher"] == "sift" and summary["matcher_config"]["num"] == 2000
-    args = ["benchmark", str(folder), "--matcher", "sift", "--output", str(out), "--quiet"]
+    assert (out / "curves.png").stat().st_size > 1000
+    args = ["benchmark", str(folder), "--model", "sift", "--output", str(out), "--quiet"]
     assert main([*args, "--num", "2000", "--metrics-only", "--estimator", "poselib"]) == 0
-    assert json.loads((out / "summary.json").read_text())["estimator"]["method"] == "poselib"
-    assert main(args) == 2  # default --num 8000 differs from the cached 2000
+    # other settings never replace the first summary: they go beside it
+    assert json.loads((out / "summary.json").read_text()) == summary
+    other = json.loads((out / "summary.poselib-3px.json").read_text())
+    assert other["estimator"]["method"] == "poselib" and (out / "results.poselib-3px.jsonl").is_file()
+    assert main(args) == 2  # default --num 8192 differs from the cached 2000
     assert "another configuration" in capsys.readouterr().err
     assert main([*args, "--option", "bogus=1", "--overwrite"]) == 2
     assert main(["benchmark", str(tmp_path / "nowhere"), "--matcher", "sift", "--output", str(out)]) == 2

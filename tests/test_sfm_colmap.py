@@ -29,9 +29,9 @@ def _rotation(image) -> np.ndarray:
 
 
 def _run_chain(images, pairs, out, sfm, match_options=(), reconstruct_options=()) -> None:
-    """``densematch pairs --exhaustive``, ``match-pairs --matcher sift``, ``reconstruct --threads 1``."""
+    """``densematch pairs --exhaustive``, ``match-pairs --model sift``, ``reconstruct --threads 1``."""
     assert main(["pairs", str(images), "--exhaustive", "--output", str(pairs)]) == 0
-    match = ["match-pairs", str(images), "--pairs", str(pairs), "--matcher", "sift", "--output", str(out)]
+    match = ["match-pairs", str(images), "--pairs", str(pairs), "--model", "sift", "--output", str(out)]
     assert main([*match, "--quiet", *match_options]) == 0
     rebuild = ["reconstruct", str(out), "--images", str(images), "--output", str(sfm), "--threads", "1"]
     assert main([*rebuild, *reconstruct_options]) == 0  # one thread: COLMAP is repeatable
@@ -39,7 +39,7 @@ def _run_chain(images, pairs, out, sfm, match_options=(), reconstruct_options=()
 
 def test_cli_chain_on_a_synthetic_scene_recovers_poses_and_focal(tmp_path):
     views = make_corner_scene(tmp_path / "images", count=6)  # known K, R, t; non-planar
-    images, pairs, out, sfm = tmp_path / "images", tmp_path / "pairs.txt", tmp_path / "out", tmp_path / "sfm"
+    images, pairs, out, sfm = tmp_path / "images", tmp_path / "pairs", tmp_path / "out", tmp_path / "sfm"
     _run_chain(images, pairs, out, sfm, ["--num", "2000"], ["--camera-mode", "single"])
 
     summary = json.loads((sfm / "summary.json").read_text())
@@ -48,6 +48,11 @@ def test_cli_chain_on_a_synthetic_scene_recovers_poses_and_focal(tmp_path):
     assert summary["num_points3D"] == model.num_points3D() > 500
     assert summary["registered_images"] == sorted(views)
     assert 0 < summary["mean_reprojection_error"] < 0.5
+    # the same model as COLMAP text files and as a PLY point cloud
+    text = pycolmap.Reconstruction(sfm / "text")
+    assert text.num_reg_images() == model.num_reg_images() and text.num_points3D() == model.num_points3D()
+    header = (sfm / "points3D.ply").read_bytes()[:400].decode("ascii", "replace")
+    assert f"element vertex {model.num_points3D()}" in header
     (camera,) = model.cameras.values()
     focal = views["corner_00.png"][0][0, 0]
     assert abs(camera.params[0] - focal) < 0.01 * focal
@@ -77,10 +82,11 @@ def _downscaled_copy(source, target, side: int) -> None:
         image.resize(size, Image.Resampling.BOX).save(target / path.name, quality=95)
 
 
+@pytest.mark.slow  # 28-35 s: SIFT on 10 images and COLMAP mapping
 def test_cli_chain_on_sacre_coeur_at_small_size(shared_data, tmp_path):
     images = tmp_path / "images"
     _downscaled_copy(shared_data / "multiview_sacre_coeur" / "images", images, side=640)
-    pairs, out, sfm = tmp_path / "pairs.txt", tmp_path / "out", tmp_path / "sfm"
+    pairs, out, sfm = tmp_path / "pairs", tmp_path / "out", tmp_path / "sfm"
     _run_chain(images, pairs, out, sfm, ["--num", "4000"])
     summary = json.loads((sfm / "summary.json").read_text())
     model = pycolmap.Reconstruction(sfm)
@@ -94,7 +100,7 @@ def test_cli_chain_on_sacre_coeur_at_small_size(shared_data, tmp_path):
 @pytest.mark.slow
 def test_sift_exhaustive_on_sacre_coeur_registers_at_least_9_of_10(shared_data, tmp_path):
     images = shared_data / "multiview_sacre_coeur" / "images"
-    pairs, out, sfm = tmp_path / "pairs.txt", tmp_path / "out", tmp_path / "sfm"
+    pairs, out, sfm = tmp_path / "pairs", tmp_path / "out", tmp_path / "sfm"
     _run_chain(images, pairs, out, sfm)  # default SIFT settings: 8192 keypoints, RootSIFT, mutual
     summary = json.loads((sfm / "summary.json").read_text())
     assert summary["num_input_images"] == 10

@@ -128,14 +128,19 @@ def test_sift_vlad_retrieval_finds_images_of_the_same_scene(shared_data):
 
 def test_cli_pairs_exhaustive_and_sequential(tmp_path, capsys):
     _touch_images(tmp_path / "images", ["a.png", "b.png", "c.png", "d.png"])
-    out = tmp_path / "pairs.txt"
+    out = tmp_path / "run"
     assert main(["pairs", str(tmp_path / "images"), "--exhaustive", "--output", str(out)]) == 0
-    assert len(read_pairs(out)) == 6
+    assert len(read_pairs(out / "pairs.txt")) == 6
     assert "6 pairs of 4 images" in capsys.readouterr().out
     assert main(["pairs", str(tmp_path / "images"), "--sequential", "1", "--output", str(out)]) == 0
-    assert read_pairs(out) == [("a.png", "b.png"), ("b.png", "c.png"), ("c.png", "d.png")]
+    assert read_pairs(out / "pairs.txt") == [("a.png", "b.png"), ("b.png", "c.png"), ("c.png", "d.png")]
     assert main(["pairs", str(tmp_path / "absent"), "--exhaustive", "--output", str(out)]) == 2
     assert "image folder not found" in capsys.readouterr().err
+    # --output is a folder: an existing file or a pair-list file name is refused in one line
+    assert main(["pairs", str(tmp_path / "images"), "--exhaustive", "--output", str(out / "pairs.txt")]) == 2
+    assert "is an existing file" in capsys.readouterr().err
+    assert main(["pairs", str(tmp_path / "images"), "--exhaustive", "--output", str(tmp_path / "new.txt")]) == 2
+    assert "--output is a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # exactly one strategy
         main(["pairs", str(tmp_path / "images"), "--exhaustive", "--sequential", "2", "--output", str(out)])
 
@@ -144,15 +149,15 @@ def test_cli_pairs_retrieval_and_missing_dinov2_backbone(tmp_path, capsys):
     from sfm_synthetic import make_collection
 
     make_collection(tmp_path / "images", count=4)
-    out, again = tmp_path / "pairs.txt", tmp_path / "again.txt"
+    out, again = tmp_path / "one", tmp_path / "again"
     assert main(["pairs", str(tmp_path / "images"), "--retrieval", "1", "--output", str(out)]) == 0
-    assert 2 <= len(read_pairs(out)) <= 4
+    assert 2 <= len(read_pairs(out / "pairs.txt")) <= 4
     assert main(["pairs", str(tmp_path / "images"), "--retrieval", "1", "--output", str(again)]) == 0
-    assert again.read_text() == out.read_text()  # the vocabulary is seeded: reproducible
+    assert (again / "pairs.txt").read_text() == (out / "pairs.txt").read_text()  # seeded vocabulary
     code = main(["pairs", str(tmp_path / "images"), "--retrieval", "1", "--descriptor", "dinov2-gem",
-                 "--weights", str(tmp_path / "missing.pth"), "--output", str(tmp_path / "x.txt")])
-    assert code == 2 and "DINOv2 weights file not found" in capsys.readouterr().err
-    assert not (tmp_path / "x.txt").exists()
+                 "--weights", str(tmp_path / "missing.pth"), "--output", str(tmp_path / "x")])
+    assert code == 2 and "--weights: file not found" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
 
 
 def test_dinov2_gem_descriptors_are_normalised_and_deterministic(tmp_path):

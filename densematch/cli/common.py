@@ -171,6 +171,16 @@ def check_model_options(name: str, options: dict, *, flags: dict[str, str] | Non
     ``--dinov2-weights``) so the message names what the user typed.
     """
     factory = model_factory(name)
+    from ..registry import MODELS
+    from ..weights import argument_name
+
+    flags = flags or {}
+    entry = MODELS.get(name)
+    roles = {argument_name(role) for role in (entry.weights if entry is not None else ())}
+    for key in options:
+        if key.endswith("_weights") and key not in roles:
+            raise ConfigError(f"model '{name}' has no {key.removesuffix('_weights')} weights; "
+                              f"drop {flags.get(key, f'--option {key}')}")
     try:
         parameters = inspect.signature(factory).parameters
     except (TypeError, ValueError):
@@ -182,7 +192,6 @@ def check_model_options(name: str, options: dict, *, flags: dict[str, str] | Non
                     and k not in ("self", "device", "weights", "max_keypoints")]
     if accepted is None:
         return
-    flags = flags or {}
     bad = [flags.get(key, f"--option {key}") for key in options if key not in accepted]
     if bad:
         takes = ", ".join(accepted) if accepted else "none"

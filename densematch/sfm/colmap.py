@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DensematchError, ImageReadError, MissingDependencyError
-from ..io import atomic_path, atomic_write
+from ..io import atomic_path, atomic_write, make_temp_folder
 from . import h5io
 from .pairs import Pair, read_pairs, unique_pairs
 
@@ -307,8 +307,7 @@ def _write_model(reconstruction, sfm_dir: Path) -> None:
         reconstruction.export_PLY(scratch / PLY_FILE)
         for file in sorted(scratch.iterdir()):
             os.replace(file, sfm_dir / file.name)
-        text = scratch / TEXT_DIR
-        text.mkdir()
+        text = make_temp_folder(scratch, prefix=".text.")
         reconstruction.write_text(text)
         shutil.rmtree(sfm_dir / TEXT_DIR, ignore_errors=True)
         os.replace(text, sfm_dir / TEXT_DIR)

@@ -25,14 +25,13 @@ from __future__ import annotations
 import contextlib
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from ..errors import ImageReadError
-from ..io import atomic_write
+from ..io import atomic_write, make_temp_folder
 
 INDEX_NAME = "pairs.json"
 PAIRS_FOLDER = "pairs"
@@ -71,7 +70,7 @@ def write_pair(root, pid: str, arrays: dict, entry: dict) -> dict:
     folder = root / PAIRS_FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     final = folder / pid
-    temp = Path(tempfile.mkdtemp(prefix=f"{_TEMP_PREFIX}{pid}.", dir=folder))
+    temp = make_temp_folder(folder, prefix=f"{_TEMP_PREFIX}{pid}.")
     try:
         files = {}
         for key in ("image0", "image1"):
