@@ -33,7 +33,7 @@ def line_plot(curves: Sequence[tuple[str, Sequence[float], Sequence[float]]], *,
     """
     width, height = size
     image = np.full((height, width, 3), 255, np.uint8)
-    left, right, top, bottom = 64, 20, 40, 50
+    left, right, top, bottom = 84, 24, 40, 50
     xs_all = np.concatenate([np.asarray(c[1], float) for c in curves]) if curves else np.zeros(1)
     ys_all = np.concatenate([np.asarray(c[2], float) for c in curves]) if curves else np.zeros(1)
     finite_x, finite_y = xs_all[np.isfinite(xs_all)], ys_all[np.isfinite(ys_all)]
@@ -53,27 +53,34 @@ def line_plot(curves: Sequence[tuple[str, Sequence[float], Sequence[float]]], *,
     for tick in _ticks(y0, y1):
         _, v = to_px(x0, tick)
         cv2.line(image, (left, int(v)), (width - right, int(v)), (235, 235, 235), 1)
-        _text(image, f"{tick:g}", (8, v + 4), 0.4)
+        label = f"{tick:g}"
+        _text(image, label, (left - 8 - cv2.getTextSize(label, _FONT, 0.4, 1)[0][0], v + 4), 0.4)
     for x in vlines:
         u, _ = to_px(x, y0)
         for v in range(top, height - bottom, 8):
             cv2.line(image, (int(u), v), (int(u), min(v + 4, height - bottom)), (150, 150, 150), 1)
     cv2.rectangle(image, (left, top), (width - right, height - bottom), (90, 90, 90), 1)
-    for i, (label, xs, ys) in enumerate(curves):
+    for i, (_, xs, ys) in enumerate(curves):
         u, v = to_px(np.clip(np.asarray(xs, float), x0, x1), np.clip(np.asarray(ys, float), y0, y1))
         points = np.stack([u, v], axis=1)[np.isfinite(u) & np.isfinite(v)].round().astype(np.int32)
-        colour = CYCLE[i % len(CYCLE)]
         if len(points) > 1:
-            cv2.polylines(image, [points], False, colour, 2, cv2.LINE_AA)
-        ly = top + 18 + 20 * i
-        cv2.line(image, (left + 12, ly - 4), (left + 36, ly - 4), colour, 2, cv2.LINE_AA)
-        _text(image, label, (left + 42, ly))
+            cv2.polylines(image, [points], False, CYCLE[i % len(CYCLE)], 2, cv2.LINE_AA)
+    if curves:  # legend in a framed box, bottom right (where recall curves leave room)
+        widths = [cv2.getTextSize(label, _FONT, 0.45, 1)[0][0] for label, _, _ in curves]
+        box_w, box_h = max(widths) + 56, 20 * len(curves) + 10
+        bx, by = width - right - box_w - 10, height - bottom - box_h - 10
+        cv2.rectangle(image, (bx, by), (bx + box_w, by + box_h), (255, 255, 255), -1)
+        cv2.rectangle(image, (bx, by), (bx + box_w, by + box_h), (180, 180, 180), 1)
+        for i, (label, _, _) in enumerate(curves):
+            ly = by + 20 + 20 * i
+            cv2.line(image, (bx + 10, ly - 4), (bx + 38, ly - 4), CYCLE[i % len(CYCLE)], 2, cv2.LINE_AA)
+            _text(image, label, (bx + 46, ly))
     _text(image, title, (left, 26), 0.55, thickness=1)
     label_width = cv2.getTextSize(xlabel, _FONT, 0.45, 1)[0][0]
     _text(image, xlabel, ((left + width - right - label_width) / 2, height - 12))
     rotated = np.full((24, height, 3), 255, np.uint8)
     _text(rotated, ylabel, ((height - cv2.getTextSize(ylabel, _FONT, 0.45, 1)[0][0]) / 2, 17))
-    image[:, 0:24] = np.minimum(image[:, 0:24], np.rot90(rotated)[:, :24])
+    image[:, 4:28] = np.minimum(image[:, 4:28], np.rot90(rotated))
     return image
 
 

@@ -115,11 +115,12 @@ def draw_dense(image0, image1, warp: np.ndarray, certainty: np.ndarray, title: s
                        borderValue=(255, 255, 255))
     alpha = np.clip(cert, 0, 1)[..., None]
     blended = (alpha * pulled + (1 - alpha) * 255).round().astype(np.uint8)
+    captions = (f"{title}: image 0" if title else "image 0", "image 1 warped onto image 0 (white: uncertain)",
+                "certainty")
+    bars = [legend_bar(w, [(caption, None)]) for caption in captions]
+    bars[-1] = np.maximum(bars[-1], _certainty_scale(w))
     panels = np.concatenate((im0, blended, colormap(cert)), axis=1)
-    bar = legend_bar(panels.shape[1], [(t, None) for t in (title, "image 0", "image 1 warped onto image 0",
-                                                           "certainty") if t])
-    bar = np.maximum(bar, _certainty_scale(panels.shape[1]))
-    return np.concatenate((bar, panels), axis=0)
+    return np.concatenate((np.concatenate(bars, axis=1), panels), axis=0)
 
 
 def save_rgb(path, image: np.ndarray) -> None:
