@@ -57,12 +57,12 @@ def preview_sheet(root, entry: dict, lines: int = 40, seed: int = 0) -> np.ndarr
             cv2.line(pair, p0, p1, colour, 1, cv2.LINE_AA)
             cv2.circle(pair, p0, 3, colour, -1, cv2.LINE_AA)
             cv2.circle(pair, p1, 3, colour, -1, cv2.LINE_AA)
-    sheet = np.concatenate((image0, rendered, mask, pair), axis=1)
-    covisible = 100 * valid0.mean()
-    items = [(f"{Path(entry['image0']).parent.name}", None), ("source view", None),
-             ("rendered view (red: holes / inpainted)", None), (f"valid0: {covisible:.0f}% covisible", None),
-             (f"{len(pick)} ground-truth correspondences", None)]
-    return np.concatenate((legend_bar(sheet.shape[1], items), sheet), axis=0)
+    panels = ((image0, f"{Path(entry['image0']).parent.name}: source view"),
+              (rendered, "rendered view (red: holes, inpainted)"),
+              (mask, f"valid0: {100 * valid0.mean():.0f}% covisible"),
+              (pair, f"{len(pick)} ground-truth correspondences, colour = depth"))
+    bars = [legend_bar(panel.shape[1], [(caption, None)]) for panel, caption in panels]
+    return np.concatenate((np.concatenate(bars, axis=1), np.concatenate([p for p, _ in panels], axis=1)), axis=0)
 
 
 def write_previews(root, pair_ids=None, progress: bool = False) -> int:
