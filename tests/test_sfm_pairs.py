@@ -178,9 +178,9 @@ def test_dinov2_gem_descriptors_are_normalised_and_deterministic(tmp_path):
 
 
 def test_dinov2_gem_hook_with_random_weights(tmp_path):
-    dinov2 = pytest.importorskip("densematch.backbones.dinov2")
     from sfm_synthetic import make_collection
 
+    from densematch.backbones import dinov2
     from densematch.sfm.retrieval import dinov2_gem_descriptors
 
     make_collection(tmp_path, count=2)

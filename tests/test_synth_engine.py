@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import replace
 
 import cv2
@@ -172,23 +173,17 @@ def test_cli_synth(tmp_path, capsys):
     assert code == 0 and "wrote 0 pairs (2 already present)" in capsys.readouterr().out
 
 
-def test_cli_reports_missing_optional_dependencies(tmp_path, capsys):
+@pytest.mark.parametrize("module, flag, path", [("onnxruntime", "--sky-model", "sky.onnx"),
+                                                 ("transformers", "--depth-model", "depth_model")])
+def test_cli_reports_missing_optional_dependencies(tmp_path, capsys, monkeypatch, module, flag, path):
     images = make_images(tmp_path / "images", count=1)
-    pytest.importorskip("numpy")
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        code = main(
-            ["synth", str(images), "-o", str(tmp_path / "out"), "--sky-model", "missing.onnx", "--quiet"]
-        )
-        assert code == 2 and "onnxruntime" in capsys.readouterr().err
-    try:
-        import transformers  # noqa: F401
-    except ImportError:
-        code = main(
-            ["synth", str(images), "-o", str(tmp_path / "out"), "--depth-model", "nowhere", "--quiet"]
-        )
-        assert code == 2 and "transformers" in capsys.readouterr().err
+    (tmp_path / "depth_model").mkdir()
+    (tmp_path / "sky.onnx").write_bytes(b"")
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` fails, installed or not
+    code = main(["synth", str(images), "-o", str(tmp_path / "out"), flag, str(tmp_path / path), "--quiet"])
+    assert code == 2 and f"'{module}'" in capsys.readouterr().err
+    code = main(["synth", str(images), "-o", str(tmp_path / "out"), flag, str(tmp_path / "absent"), "--quiet"])
+    assert code == 2 and f"{flag}: not found" in capsys.readouterr().err
 
 
 def test_sky_gets_unknown_depth_but_is_rendered(tmp_path, config):
