@@ -8,7 +8,7 @@ from torch import nn
 
 from densematch.errors import WeightsError
 from densematch.registry import WeightFile
-from densematch.weights import cached_file, load_strict, read_state_dict
+from densematch.weights import cached_file, fetch_all, load_strict, read_state_dict
 
 
 class Net(nn.Module):
@@ -72,3 +72,28 @@ def test_offline_error_names_file_url_and_remedy(tmp_path, monkeypatch):
     target.parent.mkdir(parents=True)
     torch.save(Net().state_dict(), target)
     assert cached_file(spec, what="roma_outdoor") == target
+
+
+def test_legacy_non_zip_checkpoint_is_read_without_memory_mapping(tmp_path):
+    state = {"w": torch.arange(4.0)}
+    torch.save(state, tmp_path / "legacy.pth", _use_new_zipfile_serialization=False)
+    torch.save(state, tmp_path / "zip.pth")
+    for name in ("legacy.pth", "zip.pth"):
+        loaded = read_state_dict(tmp_path / name, what="test")
+        assert torch.equal(loaded["w"], state["w"]), name
+
+
+def test_fetch_all_reports_every_missing_file_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    files = {"matcher": WeightFile(url="http://127.0.0.1:9/a.pth", file_name="a.pth"),
+             "dinov2": WeightFile(url="http://127.0.0.1:9/b.pth", file_name="b.pth")}
+    with pytest.raises(WeightsError) as info:
+        fetch_all(files, {"matcher": tmp_path / "nope.pth"}, what="m", download=False, note="see the README")
+    message = str(info.value)
+    assert "2 weight file(s) missing" in message and "nope.pth: file not found" in message
+    assert "'b.pth'" in message and "--dinov2-weights" in message and message.endswith("see the README")
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    (tmp_path / "hub" / "checkpoints" / "b.pth").write_bytes(b"")
+    (tmp_path / "mine.pth").write_bytes(b"")
+    found = fetch_all(files, {"matcher": tmp_path / "mine.pth"}, what="m", download=False)
+    assert found == {"matcher": tmp_path / "mine.pth", "dinov2": tmp_path / "hub" / "checkpoints" / "b.pth"}

@@ -199,10 +199,9 @@ def check_model_options(name: str, options: dict, *, flags: dict[str, str] | Non
 
 
 def check_weights_arg(name: str, weights) -> None:
+    """Only what needs no registry look-up; the files themselves are checked together by fetch_weights."""
     if weights is not None and name == "sift":
         raise ConfigError("--weights: the 'sift' matcher has no weights")
-    if weights is not None:
-        check_input_file(weights, "--weights")
 
 
 def build_matcher(args: argparse.Namespace, *, num: int, options: dict, device: str):
@@ -227,6 +226,8 @@ def fetch_weights(name: str, weights, options: dict) -> None:
 
     entry = MODELS.get(name)
     if entry is None or not entry.weights:
+        if weights is not None:
+            check_input_file(weights, "--weights")
         return
     given = {role: (weights if role == "matcher" else options.get(argument_name(role))) for role in entry.weights}
     fetch_all(entry.weights, given, what=name, note=entry.weights_note)
