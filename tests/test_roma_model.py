@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import FrozenInstanceError, replace
+
 import numpy as np
 import pytest
 import torch
@@ -111,8 +113,9 @@ def test_l2mpp_uses_its_snapshot_numerics(small_weights):
     # the inverse and Cholesky GP solves agree closely on the same weights
     x = torch.randn(1, 3, 56, 56)
     roma.upsample_preds = model.upsample_preds = False
-    model.settings.scale_factor_mode = "train_resolution"
-    model.apply_settings()
+    with pytest.raises(FrozenInstanceError):  # settings change only through apply_settings (validated)
+        model.settings.scale_factor_mode = "train_resolution"
+    model.apply_settings(replace(model.settings, scale_factor_mode="train_resolution"))
     w1, c1 = roma.match(x, x.flip(-1))
     w2, c2 = model.match(x, x.flip(-1))
     assert (w1 - w2).abs().max() < 1e-3 and (c1 - c2).abs().max() < 1e-3

@@ -38,12 +38,12 @@ class RomaArchitecture:
         return 2 * self.proj_dims[scale][1] + self.disp_emb_dims[scale] + corr
 
 
-@dataclass
+@dataclass(frozen=True)
 class RomaSettings:
-    """Inference settings; change them on a built model through ``model.settings``.
-
-    Attribute names of romatch (``h_resized``, ``w_resized``, ``upsample_res``, ``upsample_preds``,
-    ``symmetric``, ``sample_thresh``) are also available on the model itself.
+    """Inference settings (frozen): change them on a built model with
+    ``model.apply_settings(dataclasses.replace(model.settings, ...))``, which validates them, or through the
+    romatch attribute names on the model itself (``h_resized``, ``w_resized``, ``upsample_res``,
+    ``upsample_preds``, ``symmetric``, ``sample_thresh``).
     """
 
     coarse_res: tuple[int, int] = (ROMA_COARSE_RES, ROMA_COARSE_RES)  # (H, W) of the coarse pass; multiples of 14

@@ -48,8 +48,8 @@ class RoMa(nn.Module, RomatchAPI):
     def apply_settings(self, settings: RomaSettings | None = None) -> None:
         """Validate ``settings`` (default: the current ones), make them current, and push dtype / solver
         choices to the submodules. Invalid settings raise and leave the model unchanged."""
-        s = replace(settings or self.settings)
-        s.coarse_res, s.upsample_res = _pair(s.coarse_res), _pair(s.upsample_res)
+        s = settings or self.settings
+        s = replace(s, coarse_res=_pair(s.coarse_res), upsample_res=_pair(s.upsample_res))
         patch = self.encoder.dinov2.config.patch_size
         if s.coarse_res[0] % patch or s.coarse_res[1] % patch:
             raise InputShapeError(f"coarse resolution {s.coarse_res} must be a multiple of {patch} in both sides")
