@@ -22,7 +22,8 @@ import numpy as np
 import torch
 
 from densematch.synth import engine as engine_module
-from densematch.synth.engine import SynthConfig, SynthEngine, run_folder
+from densematch.synth.engine import SynthConfig, SynthEngine
+from densematch.synth.folder import run_folder
 from densematch.synth.prior import ProceduralDepth
 
 

@@ -8,7 +8,8 @@ from test_synth_engine import make_images
 
 from densematch.conventions import normalized_to_pixel
 from densematch.data.synthetic import SyntheticPairs, SyntheticPairStream
-from densematch.synth.engine import SynthConfig, SynthEngine, run_folder
+from densematch.synth.engine import SynthConfig, SynthEngine
+from densematch.synth.folder import run_folder
 from densematch.synth.prior import ProceduralDepth
 from densematch.synth.render import sample_image
 

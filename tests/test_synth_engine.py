@@ -15,7 +15,8 @@ from densematch.cli import main
 from densematch.geometry.warps import warp_from_depth
 from densematch.synth import store
 from densematch.synth.depth import FolderDepth
-from densematch.synth.engine import SynthConfig, SynthEngine, run_folder
+from densematch.synth.engine import SynthConfig, SynthEngine
+from densematch.synth.folder import run_folder
 from densematch.synth.prior import ProceduralDepth
 from densematch.synth.render import sample_image
 

@@ -71,7 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..synth.depth import FolderDepth, MonocularDepth
-    from ..synth.engine import SynthConfig, SynthEngine, list_images, run_folder
+    from ..synth.engine import SynthConfig, SynthEngine
+    from ..synth.folder import list_images, run_folder
     from ..synth.inpaint import DiffusionInpainter
     from ..synth.preview import PREVIEW_FOLDER, write_previews
     from ..synth.prior import ProceduralDepth

@@ -31,7 +31,8 @@ from ..geometry.warps import warp_from_depth
 from ..io import load_image
 from ..preprocess import to_tensor
 from ..synth import store
-from ..synth.engine import SynthConfig, SynthEngine, SynthPair, list_images
+from ..synth.engine import SynthConfig, SynthEngine, SynthPair
+from ..synth.folder import list_images
 
 log = logging.getLogger(__name__)
 

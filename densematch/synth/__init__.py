@@ -8,7 +8,8 @@ Modules: :mod:`.camera` (preparation, intrinsics, poses), :mod:`.depth` and :mod
 
 from .camera import CropResize, PoseRanges, sample_intrinsics, sample_relative_pose
 from .depth import FolderDepth, MonocularDepth, read_depth_file, values_to_depth
-from .engine import SourceView, SynthConfig, SynthEngine, SynthPair, run_folder, synthesize_pair
+from .engine import SourceView, SynthConfig, SynthEngine, SynthPair, synthesize_pair
+from .folder import run_folder
 from .holes import covisible_mask
 from .inpaint import DiffusionInpainter, TeleaInpainter
 from .lift import GridMesh, lift_depth
