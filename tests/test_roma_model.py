@@ -15,7 +15,10 @@ from densematch.errors import ImageReadError, InputShapeError, UnknownModelError
 from densematch.models.roma.config import PROJ_DIMS, RomaArchitecture
 from densematch.models.roma.matcher import build_roma
 
-SMALL = RomaArchitecture(dinov2="vits14", proj_dims={**PROJ_DIMS, 16: (384, 512)})
+# ViT-S and narrow projections: the refiners (2 x projection + embedding + correlation channels wide) are
+# ~20x narrower than published, which makes a forward pass ~10x faster on CPU; every module is still there
+SMALL = RomaArchitecture(dinov2="vits14", decoder_depth=2, refiner_blocks=2,
+                         proj_dims={**PROJ_DIMS, 16: (384, 64), 8: (512, 32), 4: (256, 16), 2: (128, 8)})
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,10 @@ from densematch.train.losses import RomaLoss
 from densematch.train.targets import TargetConfig
 from densematch.train.trainer import model_inputs
 
-SMALL = RomaArchitecture(dinov2="vits14", proj_dims={**PROJ_DIMS, 16: (384, 512)})
+# ViT-S and narrow projections: the refiners (2 x projection + embedding + correlation channels wide) are
+# ~20x narrower than published, which makes a forward pass ~10x faster on CPU; every module is still there
+SMALL = RomaArchitecture(dinov2="vits14", decoder_depth=2, refiner_blocks=2,
+                         proj_dims={**PROJ_DIMS, 16: (384, 64), 8: (512, 32), 4: (256, 16), 2: (128, 8)})
 
 
 def test_roma_training_step_reaches_every_trainable_part():
