@@ -11,7 +11,7 @@ Dense matchers (RoMa family)
 Resuming: images and pairs already in the files are skipped (a pair counts in either order), so an
 interrupted run continues where its last checkpoint was. Every file is replaced atomically at each
 checkpoint (:class:`~densematch.sfm.h5io.AtomicH5Appender`). The output does not depend on the
-number of workers (:mod:`densematch.sfm.workers`).
+number of workers (:mod:`densematch.sfm.executors`).
 """
 
 from __future__ import annotations
@@ -29,9 +29,10 @@ from tqdm import tqdm
 
 from ..errors import DensematchError, ImageReadError
 from . import h5io
+from .executors import chunked, make_executor
 from .keypoints import DenseKeypointAggregator, GridConfig
 from .pairs import Pair, check_pairs_against_images, list_images, unique_pairs, unreadable_images
-from .workers import MatcherSpec, chunked, make_executor
+from .workers import MatcherSpec
 
 FORMAT_VERSION = 1
 logger = logging.getLogger(__name__)
