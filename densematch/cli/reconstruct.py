@@ -46,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=-1,
                         help="COLMAP threads (default -1: all cores; 1: repeatable)")
     parser.add_argument("--verbose", action="store_true", help="show COLMAP's log")
+    common.add_quiet(parser, "progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
             seed=args.seed,
             num_threads=args.threads,
             verbose=args.verbose,
+            progress=not args.quiet,
         )
     except ValueError as exc:
         raise common.ConfigError(str(exc)) from None

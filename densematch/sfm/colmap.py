@@ -50,6 +50,7 @@ class ReconstructionConfig:
     seed: int = 0  # RANSAC and mapper seed (-1: COLMAP's default); reproducible only with num_threads=1
     num_threads: int = -1  # -1: all cores (COLMAP's multi-threaded steps are not bit-reproducible)
     verbose: bool = False  # show COLMAP's log
+    progress: bool = False  # a progress bar over the steps (import, verification, mapping, writing)
 
     def __post_init__(self):
         if self.camera_mode not in CAMERA_MODES:
@@ -130,6 +131,9 @@ def reconstruct(
     pairs = unique_pairs(pairs)
     sfm_dir.mkdir(parents=True, exist_ok=True)
 
+    from tqdm import tqdm
+
+    steps = tqdm(total=4, unit="step", desc="import", disable=not config.progress, leave=False)
     with _colmap_log(config.verbose):
         database = sfm_dir / DATABASE_FILE
         with atomic_path(database) as tmp:
@@ -137,11 +141,17 @@ def reconstruct(
             pycolmap.Database.open(tmp).close()  # a new database with COLMAP's tables
             image_ids = _import_images(tmp, images_dir, names, config)
             num_matched = _import_features_and_matches(tmp, image_ids, features, matches, pairs, config)
+            steps.update()
+            steps.set_description("verify")
             _verify(tmp, config)
         with pycolmap.Database.open(database) as db:
             _, inliers = db.read_two_view_geometry_num_inliers()
             num_verified = sum(count >= config.min_num_inliers for count in inliers)
+        steps.update()
+        steps.set_description("map")
         models = _map(database, images_dir, sfm_dir, config)
+        steps.update()
+        steps.set_description("write")
 
     best = max(models, key=lambda r: (r.num_reg_images(), r.num_points3D()), default=None)
     summary = ReconstructionSummary(
@@ -160,6 +170,8 @@ def reconstruct(
     _write_model(best, sfm_dir)
     with atomic_write(sfm_dir / SUMMARY_FILE, "w") as handle:
         json.dump(asdict(summary), handle, indent=1)
+    steps.update()
+    steps.close()
     return summary
 
 
