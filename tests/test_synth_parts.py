@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import cv2
 import numpy as np
 import pytest
@@ -159,16 +161,12 @@ def test_sky_preprocessing_and_mask():
     assert mask[:15].all() and not mask[25:].any()
 
 
-def test_optional_models_report_missing_dependencies():
+@pytest.mark.parametrize("module", ["onnxruntime", "transformers"])
+def test_optional_models_report_missing_dependencies(monkeypatch, module):
     from densematch.synth.depth import MonocularDepth
     from densematch.synth.sky import SkySegmenter
 
-    for module, factory in (
-        ("onnxruntime", lambda: SkySegmenter("x.onnx")),
-        ("transformers", lambda: MonocularDepth("nowhere")),
-    ):
-        try:
-            __import__(module)
-        except ImportError:
-            with pytest.raises(MissingDependencyError, match=module):
-                factory()
+    factory = {"onnxruntime": lambda: SkySegmenter("x.onnx"), "transformers": lambda: MonocularDepth("nowhere")}
+    monkeypatch.setitem(sys.modules, module, None)  # `import module` fails whether it is installed or not
+    with pytest.raises(MissingDependencyError, match=module):
+        factory[module]()
