@@ -28,7 +28,6 @@ HELP = "evaluate a matcher on a benchmark (pose / homography AUC, WxBS mAA, dens
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", help="benchmark folder (or a pairs.json file)")
     common.add_model(parser)
-    parser.add_argument("--dinov2-weights", metavar="FILE", help="local DINOv2 checkpoint (RoMa models)")
     common.add_num(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the dense match sampling and of RANSAC")
     common.add_device(parser)
@@ -57,12 +56,7 @@ def run(args: argparse.Namespace) -> int:
     model = common.require_model(args)
     num = common.default_num(model, args.num)
     output = common.check_output_folder(args.output)
-    options = common.parse_options(args.options)
-    flags = {}
-    if args.dinov2_weights is not None:
-        options["dinov2_weights"], flags["dinov2_weights"] = args.dinov2_weights, "--dinov2-weights"
-    common.check_model_options(model, options, flags=flags)
-    common.check_weights_arg(model, args.weights)
+    options = common.checked_options(args, model)
     benchmark = load_benchmark(args.dataset).subset(args.max_pairs)
     config = {
         "matcher": model,

@@ -43,6 +43,7 @@ def add_model(parser: argparse.ArgumentParser, *, default: str | None = None, we
     parser.add_argument("--matcher-option", dest="options", action="append", help=argparse.SUPPRESS)
     if weights:
         parser.add_argument("--weights", metavar="FILE", help="local checkpoint instead of the published one")
+        parser.add_argument("--dinov2-weights", metavar="FILE", help="local DINOv2 checkpoint (RoMa models)")
 
 
 def add_num(parser: argparse.ArgumentParser) -> None:
@@ -202,6 +203,19 @@ def check_weights_arg(name: str, weights) -> None:
     """Only what needs no registry look-up; the files themselves are checked together by fetch_weights."""
     if weights is not None and name == "sift":
         raise ConfigError("--weights: the 'sift' matcher has no weights")
+
+
+def checked_options(args: argparse.Namespace, model: str, flagged: tuple[str, ...] = ("dinov2_weights",)) -> dict:
+    """The model's keyword arguments from ``--option`` and the dedicated flags named by ``flagged``
+    (``dinov2_weights`` <- ``--dinov2-weights``), checked against the model before any work."""
+    options, flags = parse_options(args.options), {}
+    for key in flagged:
+        value = getattr(args, key, None)
+        if value is not None:
+            options[key], flags[key] = value, "--" + key.replace("_", "-")
+    check_model_options(model, options, flags=flags)
+    check_weights_arg(model, getattr(args, "weights", None))
+    return options
 
 
 def build_matcher(args: argparse.Namespace, *, num: int, options: dict, device: str):

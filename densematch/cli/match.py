@@ -27,7 +27,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image0", help="first image (A)")
     parser.add_argument("image1", help="second image (B)")
     common.add_model(parser, default="roma_outdoor")
-    parser.add_argument("--dinov2-weights", metavar="FILE", help="local DINOv2 checkpoint (RoMa models)")
     common.add_num(parser)
     parser.add_argument("--coarse-res", type=common.positive_int, metavar="PX",
                         help="coarse resolution, multiple of 14 (RoMa models; same as --option coarse_res=PX)")
@@ -42,18 +41,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="sampling seed (default: %(default)s)")
     common.add_output(parser)
     common.add_quiet(parser, "step messages")
-
-
-def model_options(args: argparse.Namespace) -> tuple[dict, dict]:
-    """Keyword arguments of the model factory from --option and the dedicated flags, and which flag set each."""
-    options = common.parse_options(args.options)
-    flags = {}
-    for key, flag in (("coarse_res", "--coarse-res"), ("upsample_res", "--upsample-res"),
-                      ("dinov2_weights", "--dinov2-weights")):
-        value = getattr(args, key)
-        if value is not None:
-            options[key], flags[key] = value, flag
-    return options, flags
 
 
 def robust_inliers(kpts0, kpts1, fit: str, threshold: float, seed: int):
@@ -84,9 +71,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.threshold > 0:
         raise common.ConfigError(f"--threshold must be positive, got {args.threshold}")
     output = common.check_output_folder(args.output)
-    options, flags = model_options(args)
-    common.check_model_options(model, options, flags=flags)
-    common.check_weights_arg(model, args.weights)
+    options = common.checked_options(args, model, ("coarse_res", "upsample_res", "dinov2_weights"))
     device = common.resolve_device(args.device)
     image0, image1 = load_image(args.image0), load_image(args.image1)
     common.fetch_weights(model, args.weights, options)

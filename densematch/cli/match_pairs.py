@@ -28,7 +28,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pairs", required=True, metavar="FILE|DIR",
                         help="pair list (name0 name1 per line), or the --output folder of `densematch pairs`")
     common.add_model(parser)
-    parser.add_argument("--dinov2-weights", metavar="FILE", help="local DINOv2 checkpoint (RoMa models)")
     common.add_output(parser)
     parser.add_argument("--workers", type=common.positive_int, default=1,
                         help="worker processes (Ray when > 1; default 1)")
@@ -87,12 +86,7 @@ def run(args: argparse.Namespace) -> int:
         raise common.ConfigError(f"--max-keypoints must be 0 (all) or positive, got {args.max_keypoints}")
     if not args.max_error > 0:
         raise common.ConfigError(f"--max-error must be positive, got {args.max_error}")
-    options = common.parse_options(args.options)
-    flags = {}
-    if args.dinov2_weights is not None:
-        options["dinov2_weights"], flags["dinov2_weights"] = args.dinov2_weights, "--dinov2-weights"
-    common.check_model_options(model, options, flags=flags)
-    common.check_weights_arg(model, args.weights)
+    options = common.checked_options(args, model)
     device = None if args.device == "auto" else common.resolve_device(args.device)  # auto: per worker
     common.fetch_weights(model, args.weights, options)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
