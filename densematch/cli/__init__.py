@@ -16,6 +16,7 @@ from ..errors import DensematchError
 
 # subcommand name -> module in densematch.cli defining HELP, add_arguments(parser) and run(args) -> int
 COMMANDS = {
+    "models": "densematch.cli.models",
     "match": "densematch.cli.match",
     "benchmark": "densematch.cli.benchmark",
     "synth": "densematch.cli.synth",
@@ -23,9 +24,9 @@ COMMANDS = {
     "pairs": "densematch.cli.pairs",
     "match-pairs": "densematch.cli.match_pairs",
     "reconstruct": "densematch.cli.reconstruct",
-    "models": "densematch.cli.models",
 }
 
+DESCRIPTION = "Learned dense image matching (RoMa, Tiny RoMa, L2M++, ...) and the tools around it."
 EPILOG = """\
 start here:
   densematch models                         what can match, and which weights are here
@@ -41,7 +42,7 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="densematch", description=__doc__.splitlines()[0], epilog=EPILOG,
+    parser = argparse.ArgumentParser(prog="densematch", description=DESCRIPTION, epilog=EPILOG,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=_version())
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
