@@ -280,7 +280,16 @@ def test_cli_trains_and_resumes(image_dir, tmp_path, monkeypatch, capsys):
     ]
     assert cli_main(args) == 0
     assert "step 3" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} >= {"last.pth", "checkpoint.pth", "config.json", "metrics.jsonl"}
+    assert {p.name for p in out.iterdir()} >= {"last.pth", "checkpoint.pth", "config.json", "metrics.jsonl",
+                                              "loss_curve.png"}
+    effective = json.loads((out / "config.json").read_text())["effective"]
+    assert effective["resolution"] == [64, 64] and effective["schedule"]["grad_clip"] == 0.01
+    assert effective["input"] == {"channels": "rgb", "normalisation": "unit", "size_multiple": 32}
+    assert effective["sources"][0]["kind"] == "homography"
+    import cv2
+
+    curve = cv2.imread(str(out / "loss_curve.png"))
+    assert curve.shape == (360, 720, 3) and (curve[..., 0] != curve[..., 2]).any()  # the blue line is drawn
     assert cli_main(args) == 2  # refuses to overwrite
     assert "already holds" in capsys.readouterr().err
     assert cli_main([*args[:5], "5", *args[6:], "--resume"]) == 2  # other step count: refused, named

@@ -337,4 +337,8 @@ class Trainer:
                 self.save()
         if progress is not None:
             progress.close()
+        if ctx.is_main and metrics_path.exists():
+            from .curve import write_loss_curve
+
+            write_loss_curve(metrics_path, self.output / "loss_curve.png")
         return values.get("loss")
