@@ -84,9 +84,10 @@ def pair(tmp_path):
 
 
 BAD_MATCH_ARGS = [
-    (["--model", "sift", "--coarse-res", "280"], "model 'sift' does not take --coarse-res"),
-    (["--model", "sift", "--option", "coarse_res=280"], "model 'sift' does not take --option coarse_res"),
-    (["--model", "sift", "--matcher-option", "bogus=1"], "does not take --option bogus"),  # old alias
+    (["--model", "sift", "--coarse-res", "280"], "model 'sift' rejects --coarse-res (= coarse_res): unknown option"),
+    (["--model", "tiny_roma_v1_outdoor", "--option", "foo=2"], "rejects --option foo: unknown argument(s)"),
+    (["--model", "sift", "--option", "coarse_res=280"], "model 'sift' rejects --option coarse_res"),
+    (["--model", "sift", "--matcher-option", "bogus=1"], "rejects --option bogus"),  # old alias
     (["--model", "sift", "--weights", "x.pth"], "'sift' matcher has no weights"),
     (["--model", "sift", "--device", "gpu7"], "invalid --device 'gpu7'"),
     (["--model", "no_such_model"], "unknown model 'no_such_model'"),
@@ -131,7 +132,7 @@ def test_model_options_are_checked_before_the_benchmark_is_read(tmp_path, capsys
     # the folder does not exist either: the option is what is reported, before any file is read
     assert main(["benchmark", str(tmp_path / "nowhere"), "--model", "sift", "--option", "bogus=1",
                  "--output", str(tmp_path / "o")]) == 2
-    assert "does not take --option bogus" in capsys.readouterr().err
+    assert "rejects --option bogus" in capsys.readouterr().err
 
 
 def test_reconstruct_rejects_bad_camera_options_before_work(tmp_path, capsys):

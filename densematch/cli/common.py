@@ -8,6 +8,7 @@ one-line message before any slow work starts.
 from __future__ import annotations
 
 import argparse
+import importlib
 import inspect
 import json
 from pathlib import Path
@@ -77,13 +78,6 @@ def require_model(args: argparse.Namespace) -> str:
     return args.model
 
 
-def default_num(model: str, num: int | None) -> int:
-    """``--num`` or the default of the model's kind: one constant per kind for every command."""
-    if num is not None:
-        return num
-    return SIFT_NUM_KEYPOINTS if model == "sift" else DENSE_NUM_MATCHES
-
-
 def parse_options(items: list[str] | None) -> dict:
     """``["ratio=0.9", "mutual=true", "name=x"]`` -> ``{"ratio": 0.9, "mutual": True, "name": "x"}``."""
     options = {}
@@ -147,62 +141,82 @@ def check_input_folder(path, flag: str) -> Path:
     return path
 
 
-def model_factory(name: str):
-    """The callable that builds ``name`` (registry factory, or the classical matcher class)."""
-    from ..registry import MODELS
+def model_entry(name: str):
+    """The registry entry of ``name``, or a one-line :class:`ConfigError` listing the registered names."""
+    from ..registry import MODELS, list_models
 
-    if name in MODELS:
-        module_name, func_name = MODELS[name].factory.split(":")
-        import importlib
+    if name not in MODELS:
+        raise ConfigError(f"unknown model '{name}'; available: {', '.join(list_models())}")
+    return MODELS[name]
 
-        return getattr(importlib.import_module(module_name), func_name)
-    if name == "sift":  # classical matchers that are not registry entries (yet)
-        from ..matchers.sift import SiftMatcher
 
-        return SiftMatcher
-    from ..matchers import list_matchers
-
-    raise ConfigError(f"unknown model '{name}'; available: {', '.join(list_matchers())}")
+def default_num(model: str, num: int | None) -> int | None:
+    """``--num`` or the default of the model's kind, one constant per kind for every command: matches
+    sampled per pair (dense), keypoints per image (classical), every match (None) for matches models."""
+    if num is not None:
+        return num
+    return {"dense": DENSE_NUM_MATCHES, "classical": SIFT_NUM_KEYPOINTS}.get(model_entry(model).kind)
 
 
 def check_model_options(name: str, options: dict, *, flags: dict[str, str] | None = None) -> None:
-    """Refuse options the model's factory does not take, naming them and what it does take.
+    """Refuse options the model does not take before any download or slow work, naming what the user typed.
 
-    ``flags`` maps option names to the command-line flag that set them (``dinov2_weights`` ->
-    ``--dinov2-weights``) so the message names what the user typed.
+    A factory with a closed signature is checked against it; one that forwards ``**options`` is built once
+    on the ``meta`` device without weights (no download, no memory), which runs all its own checks.
+    ``flags`` maps option names to the command-line flag that set them (``coarse_res`` -> ``--coarse-res``).
     """
-    factory = model_factory(name)
-    from ..registry import MODELS
     from ..weights import argument_name
 
+    entry = model_entry(name)
     flags = flags or {}
-    entry = MODELS.get(name)
-    roles = {argument_name(role) for role in (entry.weights if entry is not None else ())}
+    named = {key: flags.get(key, f"--option {key}") for key in options}
+    roles = {argument_name(role) for role in entry.weights}
     for key in options:
         if key.endswith("_weights") and key not in roles:
-            raise ConfigError(f"model '{name}' has no {key.removesuffix('_weights')} weights; "
-                              f"drop {flags.get(key, f'--option {key}')}")
+            raise ConfigError(f"model '{name}' has no {key.removesuffix('_weights')} weights; drop {named[key]}")
+    if not options:
+        return
+    module_name, func_name = entry.factory.split(":")
+    factory = getattr(importlib.import_module(module_name), func_name)
+    parameters = inspect.signature(factory).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        accepted = [k for k in parameters if k not in ("device", "weights")]
+        bad = [named[key] for key in options if key not in accepted]
+        if bad:
+            raise ConfigError(f"model '{name}' does not take {', '.join(bad)} (its options: "
+                              f"{', '.join(accepted) or 'none'})")
+        return
+    # no weights at all (weights=False, <role>_weights=False): nothing is read or downloaded
+    trial = {**options, **{role: False for role in roles if role != "weights"}}
     try:
-        parameters = inspect.signature(factory).parameters
-    except (TypeError, ValueError):
+        entry.build("meta", weights=False, **trial)
+    except (TypeError, ValueError) as exc:  # ConfigError and InputShapeError are ValueErrors
+        given = ", ".join(f"{flag} (= {key})" if not flag.startswith("--option") else flag
+                          for key, flag in named.items())
+        raise ConfigError(f"model '{name}' rejects {given}: {' '.join(str(exc).split())}") from None
+    except Exception:  # noqa: BLE001 - a model that cannot be built on 'meta' is checked when it is built
         return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()) and name != "sift":
-        accepted = None  # forwards **overrides to a config: checked when built
-    else:
-        accepted = [k for k, p in parameters.items() if p.kind is not inspect.Parameter.VAR_KEYWORD
-                    and k not in ("self", "device", "weights", "max_keypoints")]
-    if accepted is None:
-        return
-    bad = [flags.get(key, f"--option {key}") for key in options if key not in accepted]
-    if bad:
-        takes = ", ".join(accepted) if accepted else "none"
-        raise ConfigError(f"model '{name}' does not take {', '.join(bad)} (its options: {takes})")
 
 
 def check_weights_arg(name: str, weights) -> None:
-    """Only what needs no registry look-up; the files themselves are checked together by fetch_weights."""
-    if weights is not None and name == "sift":
-        raise ConfigError("--weights: the 'sift' matcher has no weights")
+    """Only what needs no file access; the files themselves are checked together by fetch_weights."""
+    entry = model_entry(name)
+    if weights is not None and not entry.weights and entry.kind == "classical":
+        raise ConfigError(f"--weights: the '{name}' matcher has no weights")
+
+
+def fetch_weights(name: str, weights, options: dict) -> None:
+    """Make sure every weight file of a registered model is here (downloading what is missing), so that
+    all missing files are reported in one message before the model is built."""
+    from ..weights import argument_name, fetch_all
+
+    entry = model_entry(name)
+    if not entry.weights:
+        if weights is not None:
+            check_input_file(weights, "--weights")
+        return
+    given = {role: (weights if role == "matcher" else options.get(argument_name(role))) for role in entry.weights}
+    fetch_all(entry.weights, given, what=name, note=entry.weights_note)
 
 
 def checked_options(args: argparse.Namespace, model: str, flagged: tuple[str, ...] = ("dinov2_weights",)) -> dict:
@@ -231,17 +245,3 @@ def build_matcher(args: argparse.Namespace, *, num: int, options: dict, device: 
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"bad option for model '{args.model}': {exc}") from None
 
-
-def fetch_weights(name: str, weights, options: dict) -> None:
-    """Make sure every weight file of a registered model is here (downloading what is missing), so that
-    all missing files are reported in one message before the model is built."""
-    from ..registry import MODELS
-    from ..weights import argument_name, fetch_all
-
-    entry = MODELS.get(name)
-    if entry is None or not entry.weights:
-        if weights is not None:
-            check_input_file(weights, "--weights")
-        return
-    given = {role: (weights if role == "matcher" else options.get(argument_name(role))) for role in entry.weights}
-    fetch_all(entry.weights, given, what=name, note=entry.weights_note)

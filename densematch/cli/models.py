@@ -43,31 +43,25 @@ def weight_rows(entry, cache) -> list[dict]:
         else:
             rows.append({"role": role, "status": "manual download", "where": entry.weights_note or str(path)})
     if not rows:
-        kind = getattr(entry, "kind", "dense")
-        trainable = getattr(entry, "recipe", None) is not None
-        status = "none needed" if kind == "classical" else ("train it here" if trainable else "pass --weights")
+        trainable = entry.recipe is not None
+        status = "none needed" if entry.kind == "classical" else ("train it here" if trainable else "pass --weights")
         rows.append({"role": "-", "status": status, "where": entry.weights_note or "-"})
     return rows
 
 
 def collect() -> list[dict]:
-    """Every name :func:`densematch.get_matcher` accepts, with what the table shows."""
-    from ..matchers import list_matchers
+    """Every registered model (what :func:`densematch.get_matcher` accepts), with what the table shows."""
+    import importlib
+
     from ..registry import MODELS
     from ..weights import cache_dir
-    from .common import model_factory
 
     cache = cache_dir()
     models = []
-    for name in list_matchers():
-        entry = MODELS.get(name)
-        factory = model_factory(name)
-        if entry is None:  # a classical matcher outside the registry
-            models.append({"name": name, "kind": "classical", "input": describe_input(factory),
-                           "description": (factory.__doc__ or "").strip().splitlines()[0],
-                           "trainable": False,
-                           "weights": [{"role": "-", "status": "none needed", "where": "-"}]})
-            continue
+    for name in sorted(MODELS):
+        entry = MODELS[name]
+        module_name, func_name = entry.factory.split(":")
+        factory = getattr(importlib.import_module(module_name), func_name)
         models.append({"name": name, "kind": entry.kind, "input": describe_input(factory),
                        "description": entry.description, "trainable": entry.recipe is not None,
                        "weights": weight_rows(entry, cache)})

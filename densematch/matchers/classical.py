@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+from ..defaults import SIFT_NUM_KEYPOINTS as SIFT_DEFAULT_KEYPOINTS  # one constant for every command
 from ..errors import ConfigError
 from .sift import SiftMatcher
-
-SIFT_DEFAULT_KEYPOINTS = 8192  # keypoints per image, everywhere (match, benchmark, match-pairs, sfm)
 
 
 def sift(device="cpu", weights=None, num: int | None = None, **options) -> SiftMatcher:
