@@ -14,6 +14,7 @@ from densematch.conventions import normalized_grid
 from densematch.errors import ImageReadError, InputShapeError, UnknownModelError, WeightsError
 from densematch.models.roma.config import PROJ_DIMS, RomaArchitecture
 from densematch.models.roma.matcher import build_roma
+from densematch.registry import MODELS
 
 # ViT-S and narrow projections: the refiners (2 x projection + embedding + correlation channels wide) are
 # ~20x narrower than published, which makes a forward pass ~10x faster on CPU; every module is still there
@@ -95,7 +96,7 @@ def test_wrong_checkpoint_and_unknown_name(small_weights, tmp_path):
         densematch.load("roma_outdor")
 
 
-@pytest.mark.parametrize("name", [n for n in densematch.list_models() if n != "tiny_roma_v1_outdoor"])
+@pytest.mark.parametrize("name", [n for n, e in MODELS.items() if e.kind == "dense" and n != "tiny_roma_v1_outdoor"])
 def test_registered_roma_models_build_on_meta(name, shared_dir):
     model = densematch.load(name, device="meta", weights=False, dinov2_weights=False)
     spec = (shared_dir / "spec" / "roma_checkpoint_keys.tsv").read_text().splitlines()[1:]

@@ -85,7 +85,8 @@ def match_collection(
         kept = [pair for pair in pairs if pair[0] not in skipped and pair[1] not in skipped]
         num_skipped_pairs, pairs = len(pairs) - len(kept), kept
         if not pairs:
-            raise ImageReadError(f"no pair is left: every pair names an unreadable image of {images_dir}")
+            shown = "; ".join(f"{name}: {reason}" for name, reason in list(skipped.items())[:3])
+            raise ImageReadError(f"no pair is left: every pair names an unreadable image of {images_dir} ({shown})")
     output_dir.mkdir(parents=True, exist_ok=True)
     files = {
         name: output_dir / name for name in (h5io.FEATURES_FILE, h5io.MATCHES_FILE, h5io.DENSE_MATCHES_FILE)
