@@ -113,14 +113,17 @@ def _nearest_neighbours(desc0: np.ndarray, desc1: np.ndarray, block: int = 2048,
     back_d2, back = torch.full((m,), float("inf")), torch.zeros(m, dtype=torch.long)
     for start in range(0, n, block):
         stop = min(start + block, n)
-        d2 = torch.addmm(norm_b[None], a[start:stop], b.T, alpha=-2).add_(norm_a[start:stop, None]).clamp_min_(0)
-        if backward:
-            column_d2, column_idx = d2.min(0)  # first minimum: the lowest row index on ties
+        rows = torch.arange(stop - start)
+        # |b|^2 - 2 a.b ranks the columns of a row as |a - b|^2 does (|a|^2 is added to the two kept)
+        d2 = torch.addmm(norm_b[None], a[start:stop], b.T, alpha=-2)
+        if backward:  # the other way round, rows rank by |a|^2 - 2 a.b
+            column_d2, column_idx = (d2 - norm_b[None] + norm_a[start:stop, None]).min(0)  # lowest row on ties
             better = column_d2 < back_d2  # strict: an earlier block keeps a tie
             back_d2 = torch.where(better, column_d2, back_d2)
             back = torch.where(better, column_idx + start, back)
-        first[start:stop], idx = d2.min(1)
-        best[start:stop] = idx
-        d2[torch.arange(stop - start), idx] = float("inf")
-        second[start:stop] = d2.min(1).values
+        value, idx = d2.min(1)
+        best[start:stop], first[start:stop] = idx, value + norm_a[start:stop]
+        d2[rows, idx] = float("inf")
+        second[start:stop] = d2.min(1).values + norm_a[start:stop]
+    first.clamp_min_(0), second.clamp_min_(0)
     return best.numpy(), first.sqrt().numpy(), second.sqrt().numpy(), back.numpy() if backward else None
