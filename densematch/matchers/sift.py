@@ -66,26 +66,25 @@ class SiftMatcher(PairMatcher):
         return points, responses, descriptors, (grey.shape[1], grey.shape[0])
 
     def match_descriptors(self, desc0: np.ndarray, desc1: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Indices ``(M, 2)`` of matched descriptors and a score per match in (0, 1]."""
+        """Indices ``(M, 2)`` of matched descriptors and a score per match in (0, 1].
+
+        The same matches as OpenCV's ``BFMatcher(NORM_L2).knnMatch(k=2)`` + ratio test (and
+        ``match()`` the other way for the mutual check), from one matrix product per pair, in
+        blocks of rows: ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``; the two nearest per row and the
+        nearest per column (mutual check) come from the same product. For OpenCV SIFT descriptors
+        (whole numbers, squared distances < 2^24) every step is exact in float32, so matches and
+        scores equal OpenCV's bit for bit; for RootSIFT they agree up to float32 rounding (a ratio
+        within ~1e-6 of the threshold may resolve differently).
+        """
         if len(desc0) < 2 or len(desc1) < 2:
             return np.zeros((0, 2), np.int64), np.zeros(0)
-        matcher = cv2.BFMatcher(cv2.NORM_L2)
-        knn = matcher.knnMatch(desc0, desc1, k=2)
-        pairs, scores = [], []
-        for candidates in knn:
-            if len(candidates) < 2:
-                continue
-            best, second = candidates
-            if best.distance < self.ratio * second.distance:
-                pairs.append((best.queryIdx, best.trainIdx))
-                scores.append(1.0 - best.distance / max(second.distance, 1e-8))
-        pairs = np.array(pairs, dtype=np.int64).reshape(-1, 2)
-        scores = np.array(scores, dtype=np.float64)
+        best, first, second, back = _nearest_neighbours(desc0, desc1, backward=self.mutual)
+        keep = np.flatnonzero(first < self.ratio * second)
+        pairs = np.stack((keep, best[keep]), axis=1).astype(np.int64)
+        scores = 1.0 - first[keep].astype(np.float64) / np.maximum(second[keep].astype(np.float64), 1e-8)
         if self.mutual and len(pairs):
-            back = matcher.match(desc1, desc0)
-            reverse = {m.queryIdx: m.trainIdx for m in back}
-            keep = np.array([reverse.get(j, -1) == i for i, j in pairs])
-            pairs, scores = pairs[keep], scores[keep]
+            mutual = back[pairs[:, 1]] == pairs[:, 0]
+            pairs, scores = pairs[mutual], scores[mutual]
         return pairs, scores
 
     def match_pair(self, image0, image1) -> Matches:
@@ -93,3 +92,39 @@ class SiftMatcher(PairMatcher):
         kpts1, desc1, size1 = self.detect(image1)
         pairs, scores = self.match_descriptors(desc0, desc1)
         return Matches(kpts0[pairs[:, 0]], kpts1[pairs[:, 1]], scores, size0, size1)
+
+
+
+def _nearest_neighbours(desc0: np.ndarray, desc1: np.ndarray, block: int = 2048, backward: bool = True):
+    """Brute-force L2 neighbours of ``desc0 (N, D)`` among ``desc1 (M, D)`` (torch matrix products).
+
+    Returns ``best (N,)`` (nearest in desc1), ``first, second (N,)`` (L2 distance to the nearest and
+    second nearest, float32) and ``back (M,)`` (nearest in desc0 of each desc1 row; only when
+    ``backward``, else None). Ties go to the
+    lower index, as in OpenCV's brute-force matcher. Peak memory: ``block x M`` floats.
+    """
+    import torch
+
+    a = torch.from_numpy(np.ascontiguousarray(desc0, dtype=np.float32))
+    b = torch.from_numpy(np.ascontiguousarray(desc1, dtype=np.float32))
+    norm_a, norm_b = a.square().sum(1), b.square().sum(1)
+    n, m = len(a), len(b)
+    best = torch.empty(n, dtype=torch.long)
+    first, second = torch.empty(n), torch.empty(n)
+    back_d2, back = torch.full((m,), float("inf")), torch.zeros(m, dtype=torch.long)
+    for start in range(0, n, block):
+        stop = min(start + block, n)
+        rows = torch.arange(stop - start)
+        # |b|^2 - 2 a.b ranks the columns of a row as |a - b|^2 does (|a|^2 is added to the two kept)
+        d2 = torch.addmm(norm_b[None], a[start:stop], b.T, alpha=-2)
+        if backward:  # the other way round, rows rank by |a|^2 - 2 a.b
+            column_d2, column_idx = (d2 - norm_b[None] + norm_a[start:stop, None]).min(0)  # lowest row on ties
+            better = column_d2 < back_d2  # strict: an earlier block keeps a tie
+            back_d2 = torch.where(better, column_d2, back_d2)
+            back = torch.where(better, column_idx + start, back)
+        value, idx = d2.min(1)
+        best[start:stop], first[start:stop] = idx, value + norm_a[start:stop]
+        d2[rows, idx] = float("inf")
+        second[start:stop] = d2.min(1).values + norm_a[start:stop]
+    first.clamp_min_(0), second.clamp_min_(0)
+    return best.numpy(), first.sqrt().numpy(), second.sqrt().numpy(), back.numpy() if backward else None
