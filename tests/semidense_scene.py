@@ -1,5 +1,5 @@
-"""Small two-view scenes with exact ground truth (a textured plane seen by two cameras), for the
-semi-dense supervision, loss and triangulation tests. Pixels are OpenCV pixels."""
+"""Helpers of the semi-dense tests: two-view scenes with exact ground truth (a plane seen by two cameras,
+homographies; OpenCV pixels) and a simulated DDP all-reduce to check that per-process loss shares add up."""
 
 from __future__ import annotations
 
@@ -63,3 +63,47 @@ def homography_pair(H: torch.Tensor, height=64, width=80, batch=1) -> dict:
 
 def without(batch: dict, *keys: str) -> dict:
     return {key: value for key, value in batch.items() if key not in keys}
+
+
+class SimulatedAllReduce:
+    """Stands in for a DDP all-reduce over shards run one after another: a first pass records every
+    reduced tensor of each shard, the second returns, call by call, the sum over the shards."""
+
+    def __init__(self):
+        self.records: list[list[torch.Tensor]] = []
+
+    def recorder(self):
+        record: list[torch.Tensor] = []
+        self.records.append(record)
+
+        def reduce(value):
+            record.append(value.detach().clone())
+            return value
+
+        return reduce
+
+    def summer(self):
+        calls = iter(range(1 << 30))
+
+        def reduce(value):
+            k = next(calls)
+            return sum(record[k] for record in self.records)
+
+        return reduce
+
+
+def shares_equal_whole(loss_of, whole, shards, leaves):
+    """``sum_s loss_of(shard_s, global reduce)`` == ``loss_of(whole, identity)`` in value and gradient."""
+    expected = loss_of(whole, None)
+    expected_grads = torch.autograd.grad(expected, leaves, allow_unused=True, retain_graph=True)
+    reducer = SimulatedAllReduce()
+    for shard in shards:
+        loss_of(shard, reducer.recorder())
+    total = sum(loss_of(shard, reducer.summer()) for shard in shards)
+    grads = torch.autograd.grad(total, leaves, allow_unused=True, retain_graph=True)
+    assert torch.allclose(total, expected, rtol=1e-5, atol=1e-7), (total.item(), expected.item())
+    for got, want in zip(grads, expected_grads, strict=True):
+        if want is None:
+            assert got is None or got.abs().max() == 0
+        else:
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-7)
