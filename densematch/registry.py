@@ -116,7 +116,7 @@ _ENTRIES = (
                 url=S2LD_WEIGHTS_FOLDER, file_name="s2ld-e2e-inference.pt", key_prefixes_to_strip=("matcher.",)
             ),
         },
-        recipe=None,
+        recipe="densematch.models.s2ld.recipe:RECIPE",
         weights_note=(
             "The published S2LD weights (s2ld-e2e-inference.pt / .ckpt) live only in the authors' Google Drive "
             f"folder {S2LD_WEIGHTS_FOLDER}, which code cannot download: download the file and pass "

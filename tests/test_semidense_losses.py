@@ -202,3 +202,24 @@ def test_recipes_and_presets():
     assert isinstance(MEGADEPTH.build_loss("megadepth"), IMAMatchLoss)
     with pytest.raises(ConfigError):
         dataclasses.replace(S2LD_RECIPE, loss_options={"keypoint_wieght": 1.0}).build_loss("megadepth")
+
+
+@pytest.mark.slow
+def test_s2ld_network_training_step_reaches_every_module():
+    from densematch.models.contract import prepare_images
+    from densematch.models.s2ld import S2LD
+
+    torch.manual_seed(0)
+    net = S2LD().train()
+    batch = plane_pair(height=64, width=96, t=(0.3, 0.05, 0.1), focal=120)
+    batch["image1"] = batch["image0"].clone()
+    for key in ("image0", "image1"):
+        batch[key] = prepare_images(batch[key], net.input_spec)
+    predictions = net.training_forward(batch)
+    out = S2LD_RECIPE.build_loss("megadepth")(predictions, batch)
+    assert torch.isfinite(out.total) and set(out.terms) >= {"coarse", "fine", "keypoint", "depth"}
+    out.total.backward()
+    for module in ("backbone.", "keypoint_detector.", "feature_adjuster.", "s2ld_coarse.", "fine_preprocess.",
+                   "s2ld_fine."):
+        grads = [p.grad for name, p in net.named_parameters() if name.startswith(module) and p.grad is not None]
+        assert grads and sum(g.abs().sum() for g in grads) > 0, module
