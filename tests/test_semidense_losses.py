@@ -16,6 +16,7 @@ from densematch.models.s2ld.loss import S2LDLoss, S2LDLossConfig
 from densematch.models.s2ld.recipe import RECIPE as S2LD_RECIPE
 from densematch.models.semidense.losses import centred_product_mean, fine_l2_loss, fine_l2_std_loss, focal_loss
 from densematch.models.semidense.supervision import CoarseSupervision, cell_points, coarse_targets
+from densematch.train.config import TrainConfig, get_recipe, resolved_schedule
 
 GRID = (8, 10)
 
@@ -200,6 +201,11 @@ def test_recipes_and_presets():
     assert MEGADEPTH.schedule.warmup_for(total_steps=3000, batch_size=4) == 300  # 3 of 30 epochs
     assert SCANNET.schedule.warmup_for(3000, 4) == 0 and SCANNET.resolution == (480, 640)
     assert isinstance(MEGADEPTH.build_loss("megadepth"), IMAMatchLoss)
+    run = TrainConfig(model="s2ld", data=("unused",), output="unused", steps=1000, batch_size=2, preset="test")
+    resolved = resolved_schedule(run, get_recipe("s2ld", "test"))
+    assert resolved.warmup_steps == 60000 and resolved.milestones == test.schedule.milestones
+    overridden = resolved_schedule(dataclasses.replace(run, warmup_steps=5), get_recipe("s2ld"))
+    assert overridden.warmup_steps == 5 and overridden.warmup_batch is None
     with pytest.raises(ConfigError):
         dataclasses.replace(S2LD_RECIPE, loss_options={"keypoint_wieght": 1.0}).build_loss("megadepth")
 
