@@ -14,7 +14,7 @@ from densematch.models.imamatch.loss import IMAMatchLoss
 from densematch.models.imamatch.recipe import MEGADEPTH, SCANNET
 from densematch.models.s2ld.loss import S2LDLoss, S2LDLossConfig
 from densematch.models.s2ld.recipe import RECIPE as S2LD_RECIPE
-from densematch.models.semidense.losses import centred_product_mean, fine_l2_loss, fine_l2_std_loss, focal_loss
+from densematch.models.semidense.losses import centred_product_mean, fine_l2_loss, focal_loss
 from densematch.models.semidense.supervision import CoarseSupervision, cell_points, coarse_targets
 from densematch.train.config import TrainConfig, get_recipe, resolved_schedule
 
@@ -43,9 +43,10 @@ def test_fine_l2_losses_by_hand():
     assert torch.allclose(fine_l2_loss(expec, gt), err.mean())
     inverse = torch.tensor([1.0, 0.5, 0.25])
     weight = inverse / inverse.mean()  # the mean runs over all matches, the average over the correct ones
-    assert torch.allclose(fine_l2_std_loss(expec, gt), (err * weight[:2]).mean())
-    assert torch.allclose(fine_l2_std_loss(expec, gt, valid=torch.tensor([True, False, True])), err[0] * weight[0])
-    fine_l2_std_loss(expec, gt).backward()
+    assert torch.allclose(fine_l2_loss(expec, gt, with_std=True), (err * weight[:2]).mean())
+    valid = torch.tensor([True, False, True])
+    assert torch.allclose(fine_l2_loss(expec, gt, valid=valid, with_std=True), err[0] * weight[0])
+    fine_l2_loss(expec, gt, with_std=True).backward()
     assert expec.grad[:, :2].abs().sum() > 0 and expec.grad[:, 2].abs().sum() == 0  # std is detached
 
 
@@ -68,7 +69,7 @@ def test_ddp_shares_of_the_shared_losses():
     expec = torch.cat((torch.randn(9, 2, generator=g) * 0.6, torch.rand(9, 1, generator=g) + 0.1), 1).requires_grad_()
     fgt = torch.randn(9, 2, generator=g) * 0.6
     shards = [(expec[:4], fgt[:4]), (expec[4:], fgt[4:])]
-    shares_equal_whole(lambda x, r: fine_l2_std_loss(x[0], x[1], reduce=r), (expec, fgt), shards, [expec])
+    shares_equal_whole(lambda x, r: fine_l2_loss(x[0], x[1], with_std=True, reduce=r), (expec, fgt), shards, [expec])
     a = torch.rand(10, generator=g).requires_grad_()
     b = torch.rand(10, generator=g).requires_grad_()
     mask = torch.rand(10, generator=g) > 0.3

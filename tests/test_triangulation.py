@@ -68,6 +68,8 @@ def test_triangulated_depth_is_differentiable_and_clamped():
     assert torch.autograd.gradcheck(depth, (kpts1, conf))
     assert (triangulated_depth(kpts0, kpts1, Ks, Ks, Ts, max_depth=7.0)[X[:, 2] >= 7.0] == 0).all()
     assert (triangulated_depth(kpts0, kpts1, Ks, Ks, Ts, min_depth=7.0)[X[:, 2] <= 7.0] == 0).all()
+    none = triangulated_depth(kpts0[:0], kpts1[:0], Ks[:0], Ks[:0], Ts[:0], conf[:0])  # no matches
+    assert none.shape == (0,)
 
 
 def test_berhu_values():

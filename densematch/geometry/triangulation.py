@@ -49,7 +49,7 @@ def triangulate_dlt(
     rows = points[..., :, None] * third - projections[..., :2, :]  # (..., V, 2, 4): u P3 - P1, v P3 - P2
     if weights is not None:
         rows = rows * weights[..., None, None]
-    A = rows.reshape(*rows.shape[:-3], -1, 4)
+    A = rows.reshape(*rows.shape[:-3], 2 * rows.shape[-3], 4)
     _, _, Vh = torch.linalg.svd(A, full_matrices=False)
     homogeneous = Vh[..., -1, :]  # right singular vector of the smallest singular value
     return homogeneous[..., :3] / homogeneous[..., 3:]

@@ -46,15 +46,13 @@ is an exact 0 that keeps the graph (upstream: zero-weighted fake matches "to avo
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
 
-from ...errors import ConfigError
 from ..contract import CountReducer, LossOutput, identity_reducer, masked_mean
-from ..semidense.losses import focal_loss
+from ..semidense.losses import focal_loss, options_config
 from ..semidense.supervision import CoarseSupervision, coarse_targets
 
 
@@ -66,14 +64,6 @@ class IMAMatchLossConfig:
     focal_gamma: float = 2.0
     cls_weight: float = 0.1  # -cls_weight (1 - p) log p
     rel_depth_tol: float | None = 0.2
-
-    @classmethod
-    def from_options(cls, options: Mapping[str, object]) -> IMAMatchLossConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown IMAMatch loss options {unknown}; known: {sorted(known)}")
-        return cls(**options)
 
 
 def _in_window(gt: torch.Tensor) -> torch.Tensor:
@@ -115,4 +105,5 @@ class IMAMatchLoss(nn.Module):
 
 def build_loss(recipe, source_kind: str, count_reducer: CountReducer | None = None) -> IMAMatchLoss:
     """Loss factory named by the IMAMatch recipes (``factory(recipe, source_kind, count_reducer)``)."""
-    return IMAMatchLoss(IMAMatchLossConfig.from_options(dict(recipe.loss_options)), count_reducer=count_reducer)
+    config = options_config(IMAMatchLossConfig, recipe.loss_options, "IMAMatch")
+    return IMAMatchLoss(config, count_reducer=count_reducer)

@@ -38,8 +38,7 @@ Decisions (where upstream has training-only bugs or depends on its data layout):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -48,7 +47,7 @@ import torch.nn.functional as F
 from ...errors import ConfigError
 from ...geometry.triangulation import berhu_loss, triangulated_depth
 from ..contract import CountReducer, LossOutput, identity_reducer, masked_mean
-from ..semidense.losses import centred_product_mean, fine_l2_loss, fine_l2_std_loss, focal_loss
+from ..semidense.losses import centred_product_mean, fine_l2_loss, focal_loss, options_config
 from ..semidense.supervision import DEPTH_KEYS, fine_offset_targets, keypoint_targets, warp_points
 
 
@@ -79,16 +78,9 @@ class S2LDLossConfig:
     max_depth: float = 100.0  # TRINET.MAX_DEPTH
     berhu_ratio: float = 0.2
 
-    @classmethod
-    def from_options(cls, options: Mapping[str, object]) -> S2LDLossConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise ConfigError(f"unknown S2LD loss options {unknown}; known: {sorted(known)}")
-        config = cls(**options)
-        if config.fine_type not in ("l2_with_std", "l2"):
-            raise ConfigError(f"fine_type must be 'l2_with_std' or 'l2', got {config.fine_type!r}")
-        return config
+    def __post_init__(self):
+        if self.fine_type not in ("l2_with_std", "l2"):
+            raise ConfigError(f"fine_type must be 'l2_with_std' or 'l2', got {self.fine_type!r}")
 
 
 class S2LDLoss(nn.Module):
@@ -128,8 +120,8 @@ class S2LDLoss(nn.Module):
         else:
             ids = predictions["b_ids"], predictions["i_ids"], predictions["j_ids"]
             gt, valid = fine_offset_targets(spv, *ids, scale=c.fine_scale, radius=c.fine_radius)
-        loss = fine_l2_std_loss if c.fine_type == "l2_with_std" else fine_l2_loss
-        return loss(expec_f, gt, valid, c.fine_correct_threshold, reduce=self.reduce)
+        return fine_l2_loss(expec_f, gt, valid, c.fine_correct_threshold, with_std=c.fine_type == "l2_with_std",
+                            reduce=self.reduce)
 
     def keypoint_terms(self, predictions: dict, batch: dict) -> dict[str, torch.Tensor]:
         """Localisation, repeatability and score consistency (``compute_keypoint_loss``)."""
@@ -166,5 +158,5 @@ class S2LDLoss(nn.Module):
 
 def build_loss(recipe, source_kind: str, count_reducer: CountReducer | None = None) -> S2LDLoss:
     """Loss factory named by the S2LD recipe (``factory(recipe, source_kind, count_reducer)``)."""
-    config = S2LDLossConfig.from_options(dict(recipe.loss_options))
+    config = options_config(S2LDLossConfig, recipe.loss_options, "S2LD")
     return S2LDLoss(config, use_depth=source_kind != "homography", count_reducer=count_reducer)

@@ -10,8 +10,12 @@ supervision" when nothing is supervised, the term here is an exact 0 that still 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import fields
+
 import torch
 
+from ...errors import ConfigError
 from ..contract import CountReducer, identity_reducer, masked_mean
 
 
@@ -52,47 +56,44 @@ def focal_loss(
     return loss
 
 
-def _correct(expec_f_gt: torch.Tensor, valid: torch.Tensor | None, threshold: float) -> torch.Tensor:
-    correct = torch.linalg.vector_norm(expec_f_gt, ord=float("inf"), dim=1) < threshold
-    return correct if valid is None else correct & valid
-
-
 def fine_l2_loss(
     expec_f: torch.Tensor,
     expec_f_gt: torch.Tensor,
     valid: torch.Tensor | None = None,
     correct_threshold: float = 1.0,
+    with_std: bool = False,
     reduce: CountReducer | None = None,
 ) -> torch.Tensor:
-    """Mean squared offset error over matches whose ground truth lies in the window (``|gt|_inf < thr``).
+    """LoFTR's fine losses ``l2`` and (``with_std``) ``l2_with_std``.
 
-    ``expec_f (M, >=2)`` predicted offsets in window units, ``expec_f_gt (M, 2)``, ``valid (M,)`` optional.
+    Args:
+        expec_f: ``(M, 2)`` predicted offsets ``(x, y)`` in window units, or ``(M, 3)`` with the heatmap's std.
+        expec_f_gt: ``(M, 2)`` ground-truth offsets; only matches with ``|gt|_inf < correct_threshold`` (inside
+            the window) and ``valid (M,)`` (optional) are supervised.
+        with_std: weight each squared error by its inverse std divided by the mean inverse std over *all*
+            matches (detached, so the std cannot be inflated to lower the loss).
+
+    Returns the mean (weighted) squared error over the supervised matches.
     """
-    correct = _correct(expec_f_gt, valid, correct_threshold)
+    correct = torch.linalg.vector_norm(expec_f_gt, ord=float("inf"), dim=1) < correct_threshold
+    if valid is not None:
+        correct = correct & valid
     offset_l2 = ((expec_f_gt - expec_f[:, :2]) ** 2).sum(-1)
+    if with_std:
+        inverse_std = 1.0 / expec_f[:, 2].detach().clamp(min=1e-10)
+        count = inverse_std.new_tensor(float(len(inverse_std)))
+        total = (reduce or identity_reducer)(torch.stack((inverse_std.sum(), count)))
+        offset_l2 = offset_l2 * inverse_std / (total[0] / total[1].clamp(min=1))
     return masked_mean(offset_l2, correct, reduce)
 
 
-def fine_l2_std_loss(
-    expec_f: torch.Tensor,
-    expec_f_gt: torch.Tensor,
-    valid: torch.Tensor | None = None,
-    correct_threshold: float = 1.0,
-    reduce: CountReducer | None = None,
-) -> torch.Tensor:
-    """LoFTR's ``l2_with_std`` fine loss.
-
-    ``expec_f (M, 3)``: offsets ``(x, y)`` in window units and the heatmap's std. Each correct match's squared
-    error is weighted by its inverse std divided by the mean inverse std over *all* matches (detached, so the
-    std cannot be inflated to lower the loss), then averaged over the correct matches.
-    """
-    reduce = reduce or identity_reducer
-    inverse_std = 1.0 / expec_f[:, 2].detach().clamp(min=1e-10)
-    total = reduce(torch.stack((inverse_std.sum(), inverse_std.new_tensor(float(len(inverse_std))))))
-    weight = inverse_std / (total[0] / total[1].clamp(min=1))
-    correct = _correct(expec_f_gt, valid, correct_threshold)
-    offset_l2 = ((expec_f_gt - expec_f[:, :2]) ** 2).sum(-1)
-    return masked_mean(offset_l2 * weight, correct, reduce)
+def options_config(cls, options: Mapping[str, object], what: str):
+    """Build the frozen dataclass ``cls`` from a recipe's ``loss_options``; unknown names raise ConfigError."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise ConfigError(f"unknown {what} loss options {unknown}; known: {sorted(known)}")
+    return cls(**options)
 
 
 def centred_product_mean(
