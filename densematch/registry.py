@@ -55,6 +55,11 @@ DINOV2_VITL14 = WeightFile(
     sha256="d5383ea8f4877b2472eb973e0fd72d557c7da5d3611bd527ceeb1d7162cbf428",
 )
 
+_IMAMATCH_NOTE = (
+    "no weights are published for IMAMatch; train them with `densematch train {name} --data DIR` or pass a "
+    "checkpoint file saved by the reference code (keys may carry DDP's 'module.' prefix)"
+)
+
 _ENTRIES = (
     ModelEntry(
         name="roma_outdoor",
@@ -104,6 +109,20 @@ _ENTRIES = (
                 url=f"{_ROMA_STORAGE}/tiny_roma_v1_outdoor.pth", file_name="tiny_roma_v1_outdoor.pth"
             ),
         },
+    ),
+    ModelEntry(
+        name="imamatch_megadepth",
+        factory="densematch.models.imamatch.zoo:imamatch_megadepth",
+        description="IMAMatch (MBFormer, key-area direction, densified two-stage fine matching), MegaDepth settings",
+        kind="matches",
+        weights_note=_IMAMATCH_NOTE.format(name="imamatch_megadepth"),
+    ),
+    ModelEntry(
+        name="imamatch_scannet",
+        factory="densematch.models.imamatch.zoo:imamatch_scannet",
+        description="IMAMatch, ScanNet model (fix_bug_for_scannet) and settings: 640x480, rplus 1.5, BA for pose",
+        kind="matches",
+        weights_note=_IMAMATCH_NOTE.format(name="imamatch_scannet"),
     ),
 )
 
