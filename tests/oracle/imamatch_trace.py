@@ -26,9 +26,8 @@ def main():
     shared_oracles = os.environ["IMAMATCH_ORACLE_DIR"]
     sys.path.insert(0, shared_oracles)
     import cv2
-    import torch.nn.functional as F
-
     import run_imamatch
+    import torch.nn.functional as F
 
     record = {}
     find_fm, grid_sample = cv2.findFundamentalMat, F.grid_sample

@@ -91,6 +91,7 @@ class MultiScaleAttentionLayer(nn.Module):
         for i, stride in enumerate((1, 2, 4), start=1):
             for role in "qkv":
                 setattr(self, f"{role}{i}_proj", nn.Conv2d(dim, dim, stride, stride, bias=False))
+        for i in (1, 2, 3):  # registered after all projections: upstream's state-dict order
             setattr(self, f"attention{i}", FocusedLinearAttention(head_dim, focusing_factor))
         self.merge = nn.Sequential(nn.Conv2d(dim, dim, 1))
         self.mlp = MB(dim, dim, mlp_ratio)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .direction import decide_reverse
+from .direction import key_area_inliers, reverse_from_inliers
 
 
 def dual_softmax_confidence(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float,
@@ -43,6 +43,9 @@ class CoarseMatches:
     reference: torch.Tensor  # (N, 2) long, reference cells
     confidence: torch.Tensor  # (N,) dual-softmax confidence
     reverse: bool  # True: image 1 is the query
+    mutual0: torch.Tensor  # (Nm, 2) long, the mutual nearest neighbours in image 0 ...
+    mutual1: torch.Tensor  # (Nm, 2) ... and image 1 (what the direction RANSAC sees)
+    inliers: torch.Tensor | None  # (Nm,) bool RANSAC inliers; None without allow_reverse
 
 
 def select_coarse(conf: torch.Tensor, width: int, threshold: float, allow_reverse: bool) -> CoarseMatches | None:
@@ -60,11 +63,13 @@ def select_coarse(conf: torch.Tensor, width: int, threshold: float, allow_revers
     _, i0, i1 = torch.where(mutual)
     if i0.numel() == 0:
         return None
+    mutual0, mutual1 = cell_xy(i0, width), cell_xy(i1, width)
     if not allow_reverse:
-        return CoarseMatches(cell_xy(i0, width), cell_xy(i1, width), conf[mutual], False)
-    reverse = decide_reverse(cell_xy(i0, width).float(), cell_xy(i1, width).float())
-    if reverse is None:
+        return CoarseMatches(mutual0, mutual1, conf[mutual], False, mutual0, mutual1, None)
+    inliers = key_area_inliers(mutual0.float(), mutual1.float())
+    if inliers is None:
         return None
+    reverse = reverse_from_inliers(mutual0[inliers], mutual1[inliers])
     if reverse:
         keep = (above & best_over_1).transpose(1, 2)  # (1, L1, L0): each image-0 cell keeps its best image-1 cell
         confidence = conf.transpose(1, 2)[keep]
@@ -72,4 +77,4 @@ def select_coarse(conf: torch.Tensor, width: int, threshold: float, allow_revers
         keep = above & best_over_0
         confidence = conf[keep]
     _, iq, ir = torch.where(keep)
-    return CoarseMatches(cell_xy(iq, width), cell_xy(ir, width), confidence, reverse)
+    return CoarseMatches(cell_xy(iq, width), cell_xy(ir, width), confidence, reverse, mutual0, mutual1, inliers)

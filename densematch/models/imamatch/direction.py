@@ -56,7 +56,9 @@ def decide_reverse(coords0: torch.Tensor, coords1: torch.Tensor) -> bool | None:
     """True when image 1 should be the query, False when image 0, None when RANSAC fails (upstream then
     returns no matches)."""
     inliers = key_area_inliers(coords0, coords1)
-    if inliers is None:
-        return None
-    c0, c1 = coords0[inliers], coords1[inliers]
-    return bool(mean_squared_spread(c0) < mean_squared_spread(c1))
+    return None if inliers is None else reverse_from_inliers(coords0[inliers], coords1[inliers])
+
+
+def reverse_from_inliers(inliers0: torch.Tensor, inliers1: torch.Tensor) -> bool:
+    """True when the inliers of image 0 ``(M, 2)`` are less spread than those of image 1."""
+    return bool(mean_squared_spread(inliers0) < mean_squared_spread(inliers1))

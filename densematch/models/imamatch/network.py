@@ -71,6 +71,8 @@ class IMAMatch(nn.Module):
           ``reverse``), exactly upstream's returned ``coords0, coords1``;
         * ``scores (N,)``: coarse confidence of each match; ``reverse``: bool;
         * ``coarse_query, coarse_reference (Nc, 2)`` long cells at 1/8 and ``coarse_confidence (Nc,)``;
+        * ``mutual0, mutual1 (Nm, 2)``: the mutual nearest cells, ``ransac_inliers (Nm,)`` bool (None without
+          ``allow_reverse``);
         * ``fine_query, fine_reference (Nf, 2)``: densified queries and reference start points at 1/2
           before refinement; ``densified (Nf,)`` bool; ``fine_index (N,)`` long: row of each match in them.
         """
@@ -99,7 +101,8 @@ class IMAMatch(nn.Module):
             "coarse_query": coarse.query, "coarse_reference": coarse.reference,
             "coarse_confidence": coarse.confidence,
             "fine_query": queries.query, "fine_reference": queries.reference, "densified": queries.densified,
-            "fine_index": index,
+            "fine_index": index, "mutual0": coarse.mutual0, "mutual1": coarse.mutual1,
+            "ransac_inliers": coarse.inliers,
         }
 
     def match_images(self, image0, image1) -> dict:
@@ -128,5 +131,6 @@ def _empty(device, reverse: bool) -> dict:
         "kpts0": pts, "kpts1": pts, "scores": torch.zeros(0, device=device), "reverse": reverse,
         "query": pts, "reference": pts, "coarse_query": ids.reshape(0, 2), "coarse_reference": ids.reshape(0, 2),
         "coarse_confidence": torch.zeros(0, device=device), "fine_query": pts, "fine_reference": pts,
-        "densified": flags, "fine_index": ids,
+        "densified": flags, "fine_index": ids, "mutual0": ids.reshape(0, 2), "mutual1": ids.reshape(0, 2),
+        "ransac_inliers": None,
     }
