@@ -21,23 +21,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench_roma import _reset_peak, _vmhwm_mib  # same folder (peak RSS helpers)
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("DENSEMATCH_SHARED", REPO.parent / "shared"))
 SETTINGS = {"plain": {"add_matches": 0, "high_thresh": 0.6}, "densified": {"add_matches": 4, "high_thresh": 1.0}}
-
-
-def _vmhwm_mib() -> float:
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _reset_peak() -> None:
-    try:
-        open("/proc/self/clear_refs", "w").write("5")
-    except OSError:
-        pass
 
 
 def _grey(path: str, width: int, height: int):

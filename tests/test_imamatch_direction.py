@@ -9,12 +9,9 @@ import textwrap
 import cv2
 import numpy as np
 import pytest
-import semidense_oracle
 import torch
 
 from densematch.models.imamatch.direction import decide_reverse, key_area_inliers, mean_squared_spread
-
-semidense_python = semidense_oracle.semidense_python  # the fixture
 
 
 def coarse_sets(count: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:

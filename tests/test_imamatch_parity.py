@@ -16,12 +16,9 @@ import sys
 
 import numpy as np
 import pytest
-import semidense_oracle
 import torch
 
 from densematch.models.imamatch.zoo import imamatch_megadepth, imamatch_scannet
-
-semidense_python = semidense_oracle.semidense_python  # the fixture
 
 pytestmark = [pytest.mark.oracle, pytest.mark.slow]
 
