@@ -72,6 +72,10 @@ DINOV2_VITL14 = WeightFile(
 )
 
 _RECIPES = "densematch.models.roma.recipe"
+_IMAMATCH_NOTE = (
+    "no weights are published for IMAMatch; train them with `densematch train {name} --data DIR` or pass a "
+    "checkpoint file saved by the reference code (keys may carry DDP's 'module.' prefix)"
+)
 
 _ENTRIES = (
     ModelEntry(
@@ -152,6 +156,22 @@ _ENTRIES = (
             f"folder {S2LD_WEIGHTS_FOLDER}, which code cannot download: download the file and pass "
             "weights='PATH' (--weights PATH on the command line)."
         ),
+    ),
+    ModelEntry(
+        name="imamatch_megadepth",
+        factory="densematch.models.imamatch.zoo:imamatch_megadepth",
+        description="IMAMatch (MBFormer, key-area direction, densified two-stage fine matching), MegaDepth settings",
+        kind="matches",
+        recipe="densematch.models.imamatch.recipe:MEGADEPTH",
+        weights_note=_IMAMATCH_NOTE.format(name="imamatch_megadepth"),
+    ),
+    ModelEntry(
+        name="imamatch_scannet",
+        factory="densematch.models.imamatch.zoo:imamatch_scannet",
+        description="IMAMatch, ScanNet model (fix_bug_for_scannet) and settings: 640x480, rplus 1.5, BA for pose",
+        kind="matches",
+        recipe="densematch.models.imamatch.recipe:SCANNET",
+        weights_note=_IMAMATCH_NOTE.format(name="imamatch_scannet"),
     ),
 )
 
