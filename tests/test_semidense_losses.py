@@ -230,3 +230,23 @@ def test_s2ld_network_training_step_reaches_every_module():
                    "s2ld_fine."):
         grads = [p.grad for name, p in net.named_parameters() if name.startswith(module) and p.grad is not None]
         assert grads and sum(g.abs().sum() for g in grads) > 0, module
+
+
+@pytest.mark.slow
+def test_imamatch_network_training_step_reaches_every_module():
+    import densematch
+    from densematch.models.contract import prepare_images
+
+    torch.manual_seed(0)
+    net = densematch.load("imamatch_megadepth", weights=False).train()
+    batch = plane_pair(height=64, width=96, t=(0.3, 0.05, 0.1), focal=120)
+    batch["image1"] = batch["image0"].clone()
+    for key in ("image0", "image1"):
+        batch[key] = prepare_images(batch[key], net.input_spec)
+    predictions = net.training_forward(batch)
+    out = MEGADEPTH.build_loss("megadepth")(predictions, batch)
+    assert torch.isfinite(out.total) and out.terms["fine_reg1"] > 0 and out.terms["fine_reg2"] > 0
+    out.total.backward()
+    for module in ("backbone.", "attn1.", "attn2.", "regression1.", "regression2."):
+        grads = [p.grad for name, p in net.named_parameters() if name.startswith(module) and p.grad is not None]
+        assert grads and sum(g.abs().sum() for g in grads) > 0, module
