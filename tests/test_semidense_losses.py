@@ -14,7 +14,7 @@ from densematch.models.imamatch.loss import IMAMatchLoss
 from densematch.models.imamatch.recipe import MEGADEPTH, SCANNET
 from densematch.models.s2ld.loss import S2LDLoss, S2LDLossConfig
 from densematch.models.s2ld.recipe import RECIPE as S2LD_RECIPE
-from densematch.models.semidense.losses import centred_product_mean, fine_l2_loss, focal_loss
+from densematch.models.semidense.losses import centred_product_mean, fine_l2_loss, focal_loss, padding_weight
 from densematch.models.semidense.supervision import CoarseSupervision, cell_points, coarse_targets
 from densematch.train.config import TrainConfig, get_recipe, resolved_schedule
 
@@ -31,6 +31,13 @@ def test_focal_loss_by_hand():
     assert torch.allclose(focal_loss(conf, gt), positives)
     assert torch.allclose(focal_loss(conf, gt, dense=True), positives + negatives)
     assert torch.allclose(focal_loss(conf, gt, dense=True, neg_weight=2.0), positives + 2 * negatives)
+    mask0 = torch.tensor([[[True, False]]])  # (B, h, w) coarse masks: cell 1 of image 0 is padding
+    mask1 = torch.tensor([[[True, True]]])
+    weight = padding_weight({"mask0": mask0, "mask1": mask1})
+    assert torch.equal(weight, torch.tensor([[[1.0, 1.0], [0.0, 0.0]]]))
+    padded_out = (-0.25 * (1 - p[0]) ** 2 * p[0].log()) / 2  # the padded positive still counts, weight 0
+    assert torch.allclose(focal_loss(conf, gt, weight), padded_out)
+    assert padding_weight({}) is None
     loss = focal_loss(conf, torch.zeros_like(gt))  # nothing supervised: an exact 0 that keeps the graph
     loss.backward()
     assert loss == 0 and conf.grad is not None and conf.grad.abs().sum() == 0

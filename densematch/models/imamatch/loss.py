@@ -52,7 +52,7 @@ import torch
 import torch.nn as nn
 
 from ..contract import CountReducer, LossOutput, identity_reducer, masked_mean
-from ..semidense.losses import focal_loss, options_config
+from ..semidense.losses import focal_loss, options_config, padding_weight
 from ..semidense.supervision import CoarseSupervision, coarse_targets
 
 
@@ -84,8 +84,8 @@ class IMAMatchLoss(nn.Module):
         if conf_gt is None:
             supervision = CoarseSupervision(cell_offset=3.5, rel_depth_tol=c.rel_depth_tol)
             conf_gt = coarse_targets(batch, predictions["hw0_c"], predictions["hw1_c"], supervision)["conf_matrix_gt"]
-        coarse = focal_loss(predictions["conf_matrix"], conf_gt, dense=False, alpha=c.focal_alpha,
-                            gamma=c.focal_gamma, reduce=self.reduce)
+        coarse = focal_loss(predictions["conf_matrix"], conf_gt, padding_weight(batch), dense=False,
+                            alpha=c.focal_alpha, gamma=c.focal_gamma, reduce=self.reduce)
         reg1, cls, reg2 = self.fine(predictions)
         fine = reg1 + cls + reg2
         terms = {"coarse": coarse, "fine_reg1": reg1, "fine_cls": cls, "fine_reg2": reg2, "fine": fine}

@@ -29,8 +29,11 @@ Decisions (where upstream has training-only bugs or depends on its data layout):
 * the depth of the triangulation term is read at the nearest pixel (upstream ``long()``, i.e. floor; the
   two agree under the OpenCV convention up to half a pixel); the term is skipped for batches without
   depth and cameras (homography / warp-only sources);
-* keypoints whose warp is unknown (no depth) are excluded from all keypoint terms (upstream's validity
-  mask for localisation/score; repeatability shares the localisation mask);
+* keypoints whose warp is unknown (no depth, or outside the image: upstream clamps those onto the border)
+  are excluded from all keypoint terms (upstream's validity mask for localisation/score; repeatability
+  shares the localisation mask);
+* padded batches (coarse masks ``mask0/mask1``) weight the focal terms by the pairs of unpadded cells, as
+  upstream's ``compute_c_weight``;
 * repeatability's inner mean distance is the mean over the whole (global) batch, with its exact gradient
   (see :func:`~densematch.models.semidense.losses.centred_product_mean`);
 * the berHu threshold ``0.2 * max |diff|`` is per process under DDP (as upstream).
@@ -47,7 +50,7 @@ import torch.nn.functional as F
 from ...errors import ConfigError
 from ...geometry.triangulation import berhu_loss, triangulated_depth
 from ..contract import CountReducer, LossOutput, identity_reducer, masked_mean
-from ..semidense.losses import centred_product_mean, fine_l2_loss, focal_loss, options_config
+from ..semidense.losses import centred_product_mean, fine_l2_loss, focal_loss, options_config, padding_weight
 from ..semidense.supervision import DEPTH_KEYS, fine_offset_targets, keypoint_targets, warp_points
 
 
@@ -97,7 +100,7 @@ class S2LDLoss(nn.Module):
         c = self.config
         spv = predictions if "conf_matrix_gt" in predictions else keypoint_targets(
             batch, predictions["coords0_i_all"], predictions["coords1_i_all"], c.spv_radius, c.rel_depth_tol)
-        terms = {"coarse": self.coarse(predictions["conf_matrix"], spv["conf_matrix_gt"]),
+        terms = {"coarse": self.coarse(predictions["conf_matrix"], spv["conf_matrix_gt"], padding_weight(batch)),
                  "fine": self.fine(predictions, spv)}
         terms.update(self.keypoint_terms(predictions, batch))
         if self.use_depth and all(key in batch for key in DEPTH_KEYS):
@@ -107,9 +110,9 @@ class S2LDLoss(nn.Module):
         total = sum(weights[name] * value for name, value in terms.items())
         return LossOutput(total=total, terms={name: value.detach() for name, value in terms.items()})
 
-    def coarse(self, conf: torch.Tensor, conf_gt: torch.Tensor) -> torch.Tensor:
+    def coarse(self, conf: torch.Tensor, conf_gt: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
-        return focal_loss(conf, conf_gt, dense=not c.sparse_spvs, alpha=c.focal_alpha, gamma=c.focal_gamma,
+        return focal_loss(conf, conf_gt, weight, dense=not c.sparse_spvs, alpha=c.focal_alpha, gamma=c.focal_gamma,
                           pos_weight=c.pos_weight, neg_weight=c.neg_weight, reduce=self.reduce)
 
     def fine(self, predictions: dict, spv: dict) -> torch.Tensor:

@@ -56,6 +56,14 @@ def focal_loss(
     return loss
 
 
+def padding_weight(batch: dict) -> torch.Tensor | None:
+    """``(B, L0, L1)`` 0/1 weights of cell pairs inside both images' unpadded regions (upstream
+    ``compute_c_weight``), from the coarse padding masks ``mask0/mask1 (B, h, w)``; None without masks."""
+    if "mask0" not in batch or "mask1" not in batch:
+        return None
+    return (batch["mask0"].flatten(-2)[..., None] & batch["mask1"].flatten(-2)[:, None].bool()).float()
+
+
 def fine_l2_loss(
     expec_f: torch.Tensor,
     expec_f_gt: torch.Tensor,
