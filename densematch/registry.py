@@ -62,6 +62,7 @@ class ModelEntry:
 
 
 _ROMA_STORAGE = "https://github.com/Parskatt/storage/releases/download/roma"
+S2LD_WEIGHTS_FOLDER = "https://drive.google.com/drive/folders/1HwvPc3AzmjwxDsmBFIkWJmRdfF68_Hvw"
 _L2MPP_STORAGE = "https://huggingface.co/datasets/Liangyingping/L2Mpp-checkpoints/resolve/main"
 
 DINOV2_VITL14 = WeightFile(
@@ -71,6 +72,10 @@ DINOV2_VITL14 = WeightFile(
 )
 
 _RECIPES = "densematch.models.roma.recipe"
+_IMAMATCH_NOTE = (
+    "no weights are published for IMAMatch; train them with `densematch train {name} --data DIR` or pass a "
+    "checkpoint file saved by the reference code (keys may carry DDP's 'module.' prefix)"
+)
 
 _ENTRIES = (
     ModelEntry(
@@ -134,6 +139,39 @@ _ENTRIES = (
             ),
         },
         recipe=f"{_RECIPES}:TINY_ROMA",
+    ),
+    ModelEntry(
+        name="s2ld",
+        factory="densematch.models.s2ld.zoo:s2ld",
+        description="S2LD (TIP'23): keypoint-centred sparse-to-local-dense matching, LoFTR-family, grey input",
+        kind="matches",
+        weights={
+            "matcher": WeightFile(
+                url=S2LD_WEIGHTS_FOLDER, file_name="s2ld-e2e-inference.pt", key_prefixes_to_strip=("matcher.",)
+            ),
+        },
+        recipe="densematch.models.s2ld.recipe:RECIPE",
+        weights_note=(
+            "The published S2LD weights (s2ld-e2e-inference.pt / .ckpt) live only in the authors' Google Drive "
+            f"folder {S2LD_WEIGHTS_FOLDER}, which code cannot download: download the file and pass "
+            "weights='PATH' (--weights PATH on the command line)."
+        ),
+    ),
+    ModelEntry(
+        name="imamatch_megadepth",
+        factory="densematch.models.imamatch.zoo:imamatch_megadepth",
+        description="IMAMatch (MBFormer, key-area direction, densified two-stage fine matching), MegaDepth settings",
+        kind="matches",
+        recipe="densematch.models.imamatch.recipe:MEGADEPTH",
+        weights_note=_IMAMATCH_NOTE.format(name="imamatch_megadepth"),
+    ),
+    ModelEntry(
+        name="imamatch_scannet",
+        factory="densematch.models.imamatch.zoo:imamatch_scannet",
+        description="IMAMatch, ScanNet model (fix_bug_for_scannet) and settings: 640x480, rplus 1.5, BA for pose",
+        kind="matches",
+        recipe="densematch.models.imamatch.recipe:SCANNET",
+        weights_note=_IMAMATCH_NOTE.format(name="imamatch_scannet"),
     ),
 )
 

@@ -1,4 +1,5 @@
-"""Two-view geometry: robust E / F / H estimation, pose and homography errors, GT warps from depth.
+"""Two-view geometry: robust E / F / H estimation, pose and homography errors, GT warps from depth, two-view
+bundle adjustment (:func:`refine_pose_ba`) and differentiable triangulation (:mod:`.triangulation`).
 
 Every function takes OpenCV pixel coordinates (:mod:`densematch.conventions`); ``T_0to1`` maps
 camera-0 points into camera 1 and ``H_0to1`` maps image-0 pixels to image-1 pixels. Matches from
@@ -7,6 +8,7 @@ romatch-compatible ``model.to_pixel_coordinates`` have the top-left *corner* at 
 0.5 (or use :func:`densematch.conventions.normalized_to_pixel` on the normalised matches) first.
 """
 
+from .bundle_adjust import refine_pose_ba
 from .camera import mean_focal, normalize_points, rescale_intrinsics, rescale_pixels
 from .epipolar import (
     FundamentalEstimate,
@@ -51,6 +53,7 @@ __all__ = [
     "homography_from_plane",
     "mean_focal",
     "normalize_points",
+    "refine_pose_ba",
     "relative_pose_error",
     "rescale_intrinsics",
     "rescale_pixels",

@@ -94,6 +94,16 @@ class Schedule:
     warmup_steps: int = 0  # linear warm-up from warmup_ratio * lr to lr over this many steps
     warmup_ratio: float = 0.1
     grad_clip: float = 0.01  # max global gradient norm
+    warmup_batch: int | None = None  # warmup_steps are for this global batch (LoFTR: WARMUP_STEP / SCALING)
+    warmup_fraction: float = 0.0  # > 0: warm up over this fraction of the run's steps instead (epoch-based)
+
+    def warmup_for(self, total_steps: int, batch_size: int) -> int:
+        """Warm-up length in steps of a run of ``total_steps`` steps with global batch ``batch_size``."""
+        if self.warmup_fraction > 0:
+            return int(self.warmup_fraction * total_steps)
+        if self.warmup_batch is not None:
+            return int(self.warmup_steps * self.warmup_batch / max(batch_size, 1))
+        return self.warmup_steps
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,10 @@ def resolved_schedule(config: TrainConfig, recipe: TrainingRecipe) -> Schedule:
         "warmup_steps": config.warmup_steps,
         "grad_clip": config.grad_clip,
     }
-    return dataclasses.replace(recipe.schedule, **{k: v for k, v in overrides.items() if v is not None})
+    # a batch-scaled or fractional warm-up of the recipe becomes a step count of this run
+    warmup = recipe.schedule.warmup_for(config.steps, config.batch_size)
+    schedule = dataclasses.replace(recipe.schedule, warmup_steps=warmup, warmup_batch=None, warmup_fraction=0.0)
+    return dataclasses.replace(schedule, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def group_learning_rates(config: TrainConfig, recipe: TrainingRecipe) -> dict[str, float]:
