@@ -89,11 +89,6 @@ def _oracle_venv_python(shared_dir: Path, script: str, env_var: str, what: str) 
     return lines[-1]
 
 
-@pytest.fixture(scope="session")
-def oracle_python(shared_dir) -> str:
-    """Python of a venv with upstream romatch 0.1.2 (built once by shared/tools/romatch-oracle.sh)."""
-    return _oracle_venv_python(shared_dir, "romatch-oracle.sh", "ROMATCH_ORACLE", "romatch")
-
 
 @pytest.fixture(scope="session")
 def semidense_python(shared_dir) -> str:
