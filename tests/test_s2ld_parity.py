@@ -72,8 +72,8 @@ def ours(weights, ref) -> dict:
 def assert_parity(out: dict, ref: dict) -> None:
     for key in PER_CELL:
         np.testing.assert_allclose(out[key].numpy(), ref[key], rtol=0, atol=ATOL, err_msg=key)
-    ours_set = set(zip(*(out[k].tolist() for k in ("b_ids", "i_ids", "j_ids"))))
-    ref_set = set(zip(*(ref[k].tolist() for k in ("b_ids", "i_ids", "j_ids"))))
+    ours_set = set(zip(*(out[k].tolist() for k in ("b_ids", "i_ids", "j_ids")), strict=True))
+    ref_set = set(zip(*(ref[k].tolist() for k in ("b_ids", "i_ids", "j_ids")), strict=True))
     assert ours_set == ref_set
     assert len(ref_set) >= 10  # the fine stage really ran
     # both list matches in (b, i) order, so the per-match arrays line up

@@ -53,8 +53,9 @@ class S2LD(nn.Module):
 
     input_spec = InputSpec(channels="grey", normalisation="unit", size_multiple=8)
 
-    def __init__(self, config: S2LDConfig = S2LDConfig(), inference: InferenceConfig = InferenceConfig()):
+    def __init__(self, config: S2LDConfig | None = None, inference: InferenceConfig | None = None):
         super().__init__()
+        config, inference = config or S2LDConfig(), inference or InferenceConfig()
         self.config, self.inference = config, inference
         coarse_dim, fine_dim = config.backbone.block_dims[2], config.backbone.block_dims[0]
         self.backbone = ResNetFPN82(config.backbone)
