@@ -51,6 +51,7 @@ def _cell_grid(batch: int, h: int, w: int, scale: float, device, dtype) -> torch
 class S2LD(nn.Module):
     """The S2LD network (state-dict keys as upstream ``S2LDKPNet``) and the ``matches`` contract."""
 
+    kind = "matches"  # registry kind (see densematch.models.contract)
     input_spec = InputSpec(channels="grey", normalisation="unit", size_multiple=8)
 
     def __init__(self, config: S2LDConfig | None = None, inference: InferenceConfig | None = None):
