@@ -39,23 +39,33 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
-@pytest.fixture(scope="session")
-def oracle_python(shared_dir) -> str:
-    """Python of a venv with upstream romatch 0.1.2 (built once by shared/tools/romatch-oracle.sh)."""
+def _oracle_venv_python(shared_dir: Path, script: str, env_var: str, what: str) -> str:
+    """Build (once) a reference venv with ``shared/tools/<script>`` and return its python, or skip."""
     import subprocess
 
-    script = shared_dir / "tools" / "romatch-oracle.sh"
-    args = ["bash", str(script)]
-    if os.environ.get("ROMATCH_ORACLE"):
-        args.append(os.environ["ROMATCH_ORACLE"])
+    args = ["bash", str(shared_dir / "tools" / script)]
+    if os.environ.get(env_var):
+        args.append(os.environ[env_var])
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot build the romatch reference venv: {exc}")
+        pytest.skip(f"cannot build the {what} reference venv: {exc}")
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        pytest.skip(f"cannot build the romatch reference venv: {done.stderr[-500:]}")
+        pytest.skip(f"cannot build the {what} reference venv: {done.stderr[-500:]}")
     return lines[-1]
+
+
+@pytest.fixture(scope="session")
+def oracle_python(shared_dir) -> str:
+    """Python of a venv with upstream romatch 0.1.2 (built once by shared/tools/romatch-oracle.sh)."""
+    return _oracle_venv_python(shared_dir, "romatch-oracle.sh", "ROMATCH_ORACLE", "romatch")
+
+
+@pytest.fixture(scope="session")
+def semidense_python(shared_dir) -> str:
+    """Python of the S2LD / IMAMatch reference venv (shared/tools/semidense-oracle.sh)."""
+    return _oracle_venv_python(shared_dir, "semidense-oracle.sh", "SEMIDENSE_ORACLE", "semi-dense")
 
 
 def run_oracle(python: str, script: str, spec: dict, tmp_path: Path) -> dict:
