@@ -62,6 +62,7 @@ class ModelEntry:
 
 
 _ROMA_STORAGE = "https://github.com/Parskatt/storage/releases/download/roma"
+S2LD_WEIGHTS_FOLDER = "https://drive.google.com/drive/folders/1HwvPc3AzmjwxDsmBFIkWJmRdfF68_Hvw"
 _L2MPP_STORAGE = "https://huggingface.co/datasets/Liangyingping/L2Mpp-checkpoints/resolve/main"
 
 DINOV2_VITL14 = WeightFile(
@@ -138,6 +139,23 @@ _ENTRIES = (
             ),
         },
         recipe=f"{_RECIPES}:TINY_ROMA",
+    ),
+    ModelEntry(
+        name="s2ld",
+        factory="densematch.models.s2ld.zoo:s2ld",
+        description="S2LD (TIP'23): keypoint-centred sparse-to-local-dense matching, LoFTR-family, grey input",
+        kind="matches",
+        weights={
+            "matcher": WeightFile(
+                url=S2LD_WEIGHTS_FOLDER, file_name="s2ld-e2e-inference.pt", key_prefixes_to_strip=("matcher.",)
+            ),
+        },
+        recipe=None,
+        weights_note=(
+            "The published S2LD weights (s2ld-e2e-inference.pt / .ckpt) live only in the authors' Google Drive "
+            f"folder {S2LD_WEIGHTS_FOLDER}, which code cannot download: download the file and pass "
+            "weights='PATH' (--weights PATH on the command line)."
+        ),
     ),
     ModelEntry(
         name="imamatch_megadepth",

@@ -14,6 +14,7 @@ SPEC = {
     "roma_indoor": "roma_checkpoint_keys.tsv",
     "l2mpp": "roma_checkpoint_keys.tsv",
     "tiny_roma_v1_outdoor": "tiny_roma_v1_keys.tsv",
+    "s2ld": "s2ld_keys.tsv",
 }
 
 
@@ -36,7 +37,10 @@ def test_registered_model_layout(name, shared_dir):
     expected = [(r.split("\t")[0], r.split("\t")[1]) for r in rows]
     got = [(k, "[" + ",".join(str(d) for d in v.shape) + "]") for k, v in model.state_dict().items()]
     assert got == expected
-    assert callable(model.match) and callable(model.sample) and isinstance(model.symmetric, bool)
+    if entry.kind == "matches":
+        assert callable(model.match_images) and callable(model.training_forward)
+    else:
+        assert callable(model.match) and callable(model.sample) and isinstance(model.symmetric, bool)
 
 
 def test_tiny_roma_through_the_cli(shared_data, tmp_path):
