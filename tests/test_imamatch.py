@@ -9,7 +9,7 @@ import torch
 
 import densematch
 from densematch.errors import ConfigError, InputShapeError, WeightsError
-from densematch.models.imamatch.attention import FocusedLinearAttention, elu_linear_attention
+from densematch.models.imamatch.attention import FocusedLinearAttention
 from densematch.models.imamatch.coarse import CoarseMatches, select_coarse
 from densematch.models.imamatch.config import IMAMatchSettings
 from densematch.models.imamatch.densify import fine_queries, subquery_offsets
@@ -82,8 +82,6 @@ def test_focused_attention_is_a_normalised_linear_attention_plus_a_conv():
     with torch.no_grad():
         attn.dwc.bias.fill_(0.5)
     assert torch.allclose(attn(q, k, v, height=3), out + 0.5, atol=1e-5)
-    plain = elu_linear_attention(q, k, torch.ones_like(v))
-    assert torch.allclose(plain, torch.ones_like(v), atol=1e-4)
 
 
 def test_coarse_selection_mutual_and_one_to_many():
@@ -191,3 +189,42 @@ def test_settings_are_frozen_and_updated_copies():
     with pytest.raises(AttributeError):
         s.resize = 640
     assert s.updated(resize=640).resize == 640 and s.resize == 1216
+
+
+class _FixedOutput(torch.nn.Module):
+    """Stands in for the network: returns given points in network-input pixels."""
+
+    def __init__(self, settings, kpts0, kpts1, reverse):
+        super().__init__()
+        self.settings, self.weight = settings, torch.nn.Parameter(torch.zeros(1))
+        self.out = {"kpts0": kpts0, "kpts1": kpts1, "scores": torch.ones(len(kpts0)), "reverse": reverse}
+        self.seen = None
+
+    def forward(self, image0, image1):
+        self.seen = (image0.shape, image1.shape)
+        return self.out
+
+
+def test_match_images_maps_back_and_drops_padding():
+    from densematch.models.imamatch.inference import match_images
+
+    settings = IMAMatchSettings(resize=128, pad_to_square=True, use_ba=True)
+    kpts0 = torch.tensor([[0.0, 0.0], [127.0, 63.0], [10.0, 100.0]])  # the last one lies in image 0's padding
+    kpts1 = torch.tensor([[63.5, 31.5], [0.0, 0.0], [5.0, 5.0]])
+    fake = _FixedOutput(settings, kpts0, kpts1, reverse=True)
+    out = match_images(fake, np.zeros((50, 100, 3), np.uint8), np.zeros((100, 50, 3), np.uint8))
+    assert fake.seen == ((1, 1, 128, 128), (1, 1, 128, 128))
+    # image 0: 100x50 -> 128x64 (factors 100/128, 50/64); image 1: 50x100 -> 64x128
+    expected0 = (kpts0[:2] + 0.5) * torch.tensor([100 / 128, 50 / 64]) - 0.5
+    expected1 = (kpts1[:2] + 0.5) * torch.tensor([50 / 64, 100 / 128]) - 0.5
+    assert torch.allclose(out["kpts0"], expected0) and torch.allclose(out["kpts1"], expected1)
+    assert out["reverse"] is True and out["pose_refinement"] == "ba" and out["scores"].shape == (2,)
+
+
+def test_no_coarse_match_gives_an_empty_result(small_model):
+    small_model.configure(coarse_threshold=0.999)
+    try:
+        out = small_model(torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64))
+    finally:
+        small_model.configure(coarse_threshold=0.0)
+    assert out["kpts0"].shape == (0, 2) and out["scores"].shape == (0,) and out["reverse"] is False

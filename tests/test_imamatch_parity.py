@@ -27,6 +27,9 @@ CASES = {
     # name: (factory, driver config, W x H, driver overrides, our options)
     "megadepth": (imamatch_megadepth, "megadepth", (320, 256), ["--thresh", "0", "--add-matches", "0"],
                   {"coarse_threshold": 0.0, "add_matches": 0}),
+    # the same pair the other way round: image 0 is now the more spread one, so the reversed branch runs
+    "megadepth_reversed": (imamatch_megadepth, "megadepth", (320, 256), ["--thresh", "0", "--add-matches", "0"],
+                           {"coarse_threshold": 0.0, "add_matches": 0}),
     "scannet": (imamatch_scannet, "scannet", (256, 480), ["--thresh", "0"], {"coarse_threshold": 0.0}),
     "megadepth_densified": (
         imamatch_megadepth, "megadepth", (256, 224),
@@ -72,6 +75,8 @@ def test_matches_equal_the_reference(case, semidense_python, shared_dir, tmp_pat
     torch.save(perturbed_weights(factory, seed=3), weights)
     images = shared_dir / "data" / "scannet_superglue" / "images"
     names = ("scene0711_00_frame-001680.jpg", "scene0711_00_frame-001995.jpg")
+    if case.endswith("_reversed"):
+        names = names[::-1]
     if options.get("add_matches", 0):
         # random weights give near-uniform confidences: densify the less confident half of the matches
         options = {**options, "high_threshold": median_confidence(factory, weights, options, images, names, width,
@@ -95,7 +100,7 @@ def test_matches_equal_the_reference(case, semidense_python, shared_dir, tmp_pat
     result = model(torch.from_numpy(ref["image0"]), torch.from_numpy(ref["image1"]))
     print(f"{case}: {len(ref['query_pts'])} matches, reverse={bool(ref['reverse'])}", file=sys.stderr)
 
-    assert result["reverse"] == bool(ref["reverse"])
+    assert result["reverse"] == bool(ref["reverse"]) == case.endswith("_reversed")
     if options.get("allow_reverse", True):  # the mutual coarse matches and the RANSAC decision
         assert traced["ransac_coords0"].shape[0] > 0
         assert np.array_equal(result["mutual0"].numpy(), traced["ransac_coords0"])

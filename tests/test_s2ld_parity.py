@@ -1,13 +1,13 @@
 """S2LD parity with the published code (shared/oracles/s2ld via run_s2ld.py) under the same random weights.
 
-The reference runs in its own venv (shared/tools/semidense-oracle.sh); its seeded, perturbed weights are
-loaded into our model and both networks see the identical input tensors (stored in the oracle's npz). At
+The reference runs in its own venv (conftest's ``semidense_python``: shared/tools/semidense-oracle.sh); its
+seeded, perturbed weights are loaded into our model and both networks see the identical input tensors (stored
+in the oracle's npz). At
 ``--thr 0`` every mutual nearest neighbour outside the border is a match, which exercises the fine stage.
 """
 
 from __future__ import annotations
 
-import os
 import subprocess
 
 import numpy as np
@@ -22,20 +22,6 @@ PAIR = ("scene0711_00_frame-001680.jpg", "scene0711_00_frame-001995.jpg")
 ATOL = 1e-4  # the bar of issue 9; the outputs are in fact bit-identical (see ``ours``)
 PER_CELL = ("coords0_i_all", "kps0_i_all", "score0_i_all", "coords1_i_all", "kps1_i_all", "score1_i_all")
 PER_MATCH = ("mconf", "mkpts0_c", "mkpts1_c", "expec_f", "mkpts0_f", "mkpts1_f", "mscore")
-
-
-@pytest.fixture(scope="module")
-def semidense_python(shared_dir) -> str:
-    script = shared_dir / "tools" / "semidense-oracle.sh"
-    args = ["bash", str(script)] + ([os.environ["SEMIDENSE_ORACLE"]] if os.environ.get("SEMIDENSE_ORACLE") else [])
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot build the semi-dense reference venv: {exc}")
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        pytest.skip(f"cannot build the semi-dense reference venv: {done.stderr[-500:]}")
-    return lines[-1]
 
 
 def run_reference(python, shared_dir, out, *extra) -> dict:
@@ -72,8 +58,8 @@ def ours(weights, ref) -> dict:
 def assert_parity(out: dict, ref: dict) -> None:
     for key in PER_CELL:
         np.testing.assert_allclose(out[key].numpy(), ref[key], rtol=0, atol=ATOL, err_msg=key)
-    ours_set = set(zip(*(out[k].tolist() for k in ("b_ids", "i_ids", "j_ids"))))
-    ref_set = set(zip(*(ref[k].tolist() for k in ("b_ids", "i_ids", "j_ids"))))
+    ours_set = set(zip(*(out[k].tolist() for k in ("b_ids", "i_ids", "j_ids")), strict=True))
+    ref_set = set(zip(*(ref[k].tolist() for k in ("b_ids", "i_ids", "j_ids")), strict=True))
     assert ours_set == ref_set
     assert len(ref_set) >= 10  # the fine stage really ran
     # both list matches in (b, i) order, so the per-match arrays line up

@@ -12,23 +12,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputShapeError
+from ..semidense.linear_attention import linear_attention
 from .blocks import MB, DropPath
 
 SCANNET_BUG_HEIGHT = 60  # upstream FIX_BUG_FOR_SCANNET: the depthwise conv always reshapes with this height
-
-
-def elu_linear_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
-    """Linear attention with the elu+1 feature map ("Transformers are RNNs"), as LoFTR.
-
-    ``q (N, L, h, d)``, ``k, v (N, S, h, d)`` -> ``(N, L, h, d)``. Values are divided by ``S`` and the
-    result multiplied back (upstream's fp16 guard), kept for identical rounding.
-    """
-    q, k = F.elu(q) + 1, F.elu(k) + 1
-    length = v.shape[1]
-    v = v / length
-    kv = torch.einsum("nshd,nshv->nhdv", k, v)
-    z = 1 / (torch.einsum("nlhd,nhd->nlh", q, k.sum(dim=1)) + eps)
-    return torch.einsum("nlhd,nhdv,nlh->nlhv", q, kv, z) * length
 
 
 class FocusedLinearAttention(nn.Module):
@@ -164,7 +151,7 @@ class TokenAttentionLayer(nn.Module):
         q = self.q_proj(y0).reshape(n, length, self.heads, -1)
         k = self.k_proj(y1).reshape(n, x1.shape[1], self.heads, -1)
         v = self.v_proj(y1).reshape(n, x1.shape[1], self.heads, -1)
-        message = elu_linear_attention(q, k, v).reshape(n, length, c)
+        message = linear_attention(q, k, v).reshape(n, length, c)  # elu+1, as LoFTR
         x = x0 + self.dropout(self.merge(message))
         return x + self.dropout(self.mlp(x))
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..semidense.coarse_matching import dual_softmax
 from .direction import key_area_inliers, reverse_from_inliers
 
 
@@ -20,14 +21,9 @@ def dual_softmax_confidence(feat0: torch.Tensor, feat1: torch.Tensor, temperatur
     ``softmax over dim 1 * softmax over dim 2``. Optional validity masks ``(B, h, w)`` (padding, training
     only upstream) fill invalid pairs with -1e9 before the softmaxes.
     """
-    c = feat0.shape[1]
-    f0 = feat0.flatten(2).transpose(1, 2) / c**0.5
-    f1 = feat1.flatten(2).transpose(1, 2) / c**0.5
-    sim = torch.einsum("nld,nsd->nls", f0, f1) / temperature
-    if mask0 is not None and mask1 is not None:
-        valid = mask0.flatten(1)[:, :, None] & mask1.flatten(1)[:, None, :]
-        sim = sim.masked_fill(~valid, -1e9)
-    return torch.softmax(sim, dim=1) * torch.softmax(sim, dim=2)
+    m0 = None if mask0 is None else mask0.flatten(1)
+    m1 = None if mask1 is None else mask1.flatten(1)
+    return dual_softmax(feat0.flatten(2).transpose(1, 2), feat1.flatten(2).transpose(1, 2), temperature, m0, m1)
 
 
 def cell_xy(index: torch.Tensor, width: int) -> torch.Tensor:

@@ -50,7 +50,7 @@ class IMAMatchSettings:
     iter_optimize: bool = True  # 5 more step-2 passes, averaged with the first
     rplus: float = 1.0  # offset added to 4 x coarse cell of the reference at 1/2 resolution
     use_ba: bool = False  # two-view bundle adjustment after pose estimation (pose tools only)
-    fine_chunk: int = 50000  # matches per chunk of the step-1 attention (memory bound; no effect on values)
+    fine_chunk: int = 8192  # fine matches per chunk of step 1 (upstream: 50000, attention only); bounds memory
 
     def __post_init__(self):
         if not isinstance(self.resize, int) or self.resize < 32 or self.resize % 32:

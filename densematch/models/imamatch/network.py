@@ -32,6 +32,7 @@ class IMAMatch(nn.Module):
     """IMAMatch network. Parameter names equal upstream ``Matcher`` (``backbone``, ``attn1``, ``attn2``,
     ``regression1``, ``regression2``), so a state dict saved by the reference code loads strictly."""
 
+    kind = "matches"  # the registry kind (densematch.models.contract)
     input_spec = InputSpec(channels="grey", normalisation="unit", size_multiple=32)
 
     def __init__(self, arch: IMAMatchArchitecture = MEGADEPTH_ARCH, settings: IMAMatchSettings = MEGADEPTH_TEST):

@@ -55,7 +55,7 @@ class FeatureAdjuster(nn.Module):
     def __init__(self, coarse_dim: int = 256, hidden: tuple[int, ...] = (384,)):
         super().__init__()
         dims = [coarse_dim + 2, *hidden, coarse_dim]
-        self.c_convs = nn.Sequential(*(conv_block(a, b) for a, b in zip(dims[:-1], dims[1:])))
+        self.c_convs = nn.Sequential(*(conv_block(a, b) for a, b in zip(dims[:-1], dims[1:], strict=True)))
 
     def forward(self, feat_c: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
         """``feat_c (B, C, h, w)``, raw detector offsets ``(B, 2, h, w)`` -> ``(B, C, h, w)``."""

@@ -51,10 +51,12 @@ def _cell_grid(batch: int, h: int, w: int, scale: float, device, dtype) -> torch
 class S2LD(nn.Module):
     """The S2LD network (state-dict keys as upstream ``S2LDKPNet``) and the ``matches`` contract."""
 
+    kind = "matches"  # registry kind (see densematch.models.contract)
     input_spec = InputSpec(channels="grey", normalisation="unit", size_multiple=8)
 
-    def __init__(self, config: S2LDConfig = S2LDConfig(), inference: InferenceConfig = InferenceConfig()):
+    def __init__(self, config: S2LDConfig | None = None, inference: InferenceConfig | None = None):
         super().__init__()
+        config, inference = config or S2LDConfig(), inference or InferenceConfig()
         self.config, self.inference = config, inference
         coarse_dim, fine_dim = config.backbone.block_dims[2], config.backbone.block_dims[0]
         self.backbone = ResNetFPN82(config.backbone)

@@ -59,7 +59,8 @@ def border_allowed(hw0: tuple[int, int], hw1: tuple[int, int], border: int, mask
             ws = torch.full((batch,), w, device=device)
         else:
             hs, ws = valid_extent(mask)
-        ok = (rows >= border) & (cols >= border) & (rows < hs[:, None, None] - border) & (cols < ws[:, None, None] - border)
+        ok = (rows >= border) & (cols >= border)
+        ok = ok & (rows < hs[:, None, None] - border) & (cols < ws[:, None, None] - border)
         return ok.expand(len(hs), h, w).reshape(len(hs), h * w)
 
     if border <= 0:

@@ -87,7 +87,7 @@ class LocalFeatureTransformer(nn.Module):
             raise InputShapeError(f"features have {feat0.size(2)}/{feat1.size(2)} channels, the transformer "
                               f"expects {self.config.d_model}")
         sequential = self.config.cross_update == "sequential"
-        for layer, name in zip(self.layers, self.config.layer_names):
+        for layer, name in zip(self.layers, self.config.layer_names, strict=True):
             if name == "self":
                 feat0, feat1 = layer(feat0, feat0, mask0, mask0), layer(feat1, feat1, mask1, mask1)
             elif sequential:
