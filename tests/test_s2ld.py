@@ -175,3 +175,12 @@ def test_training_path_with_synthetic_ground_truth(random_state):
     loss.backward()
     assert model.keypoint_detector.k_regressor[2][0].weight.grad.abs().sum() > 0
     assert model.fine_preprocess.merge_feat.weight.grad.abs().sum() > 0
+
+
+def test_no_coarse_match_gives_empty_outputs(random_state):
+    model = s2ld(weights=random_state, coarse_threshold=0.999, score_filter=True, resize=None)
+    with torch.inference_mode():
+        out = model(torch.rand(1, 1, 64, 64), torch.rand(1, 1, 64, 64))
+    assert out["mkpts0_f"].shape == (0, 2) and out["mkpts1_f"].shape == (0, 2) and out["expec_f"].shape == (0, 3)
+    result = model.match_images(np.zeros((64, 64), np.uint8), np.zeros((64, 64), np.uint8))
+    assert result["kpts0"].shape == (0, 2) and result["scores"].shape == (0,)

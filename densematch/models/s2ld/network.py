@@ -15,6 +15,11 @@ Reproduced upstream quirks (the published weights depend on them; parity-tested)
 - fine windows are centred on ``round((cell * 8 + offset) / 2)`` (half-to-even), but the expectation is added
   to the *unrounded* keypoint: ``mkpts1_f = cell1 * 8 + offset1 + expec * (W // 2) * 2`` (+-4 px); for
   cells on the outermost row/column of the grid the window centre is the fine pixel (0, 0);
+- with padding masks (upstream's square-padded MegaDepth test) the masks zero padded cells in the coarse linear
+  attention, fill the dual-softmax logits with -1e9, and move the bottom/right border removal to the edge of
+  the valid region (the top/left border stays at the array edge);
+- training: predictions are subsampled *with replacement* and padded with random ground-truth matches
+  (:func:`..semidense.coarse_matching.pad_with_ground_truth`);
 - both images' cell grids use image 0's stride (``hw0_i / hw0_c``), identical for multiples of 8;
 - the optional score filter's loop (threshold 0.2, 0.1, ~3e-17) and its normalised scores.
 
@@ -24,8 +29,6 @@ triangulation regulariser gets no gradient through the fine matches; here they k
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import torch
 from torch import nn
@@ -68,11 +71,6 @@ class S2LD(nn.Module):
         self.fine_preprocess = FinePreprocess(coarse_dim, config.fine.d_model, config.fine_window,
                                               config.fine_concat_coarse)
         self.s2ld_fine = LocalFeatureTransformer(config.fine)
-
-    def with_threshold(self, threshold: float) -> S2LD:
-        """Set the coarse confidence threshold in place (upstream ``MATCH_COARSE.THR``); returns ``self``."""
-        self.coarse_matching.config = replace(self.coarse_matching.config, threshold=threshold)
-        return self
 
     def check_input(self, image: torch.Tensor, name: str) -> None:
         min_cells = 2 * self.config.coarse_matching.border + 1
