@@ -282,7 +282,7 @@ class Trainer:
         network = TrainingForward(self.model)
         if self.context.is_distributed:
             device_ids = [self.context.device] if self.context.device.type == "cuda" else None
-            network = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+            network = nn.parallel.DistributedDataParallel(network, device_ids=device_ids)
         stop = self.config.steps if until is None else min(until, self.config.steps)
         last_loss = None
         if self.step < stop:
