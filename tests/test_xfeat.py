@@ -14,7 +14,7 @@ import densematch
 from densematch.errors import ImageReadError, InputShapeError, WeightsError
 from densematch.io import load_image
 from densematch.models.xfeat.network import XFeatNetwork, keypoint_heatmap
-from densematch.models.xfeat.sparse import mutual_nearest
+from densematch.models.xfeat.sparse import column_argmax, mutual_nearest
 from densematch.models.xfeat.star import soft_argmax_offsets
 from densematch.registry import XFEAT, WeightFile
 from densematch.weights import cached_file, load_strict, read_state_dict
@@ -118,6 +118,11 @@ def test_mutual_nearest():
     assert idx0.tolist() == [0, 2] and idx1.tolist() == [0, 2]
     idx0, _ = mutual_nearest(sim, sim.t(), min_cossim=0.92)
     assert idx0.tolist() == [2]
+    torch.manual_seed(0)
+    sim = torch.randint(0, 4, (50, 40)).float()  # many ties: the first index wins both ways, as the official argmax
+    assert torch.equal(column_argmax(sim, rows_per_step=7), sim.t().argmax(dim=1))
+    for a, b in zip(mutual_nearest(sim, None, -1), mutual_nearest(sim, sim.t().contiguous(), -1), strict=True):
+        assert torch.equal(a, b)
 
 
 def test_self_matches_are_identity_in_pixels_of_the_given_image(official_weights, shared_data):

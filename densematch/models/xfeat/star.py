@@ -77,7 +77,7 @@ class XFeatStar(XFeatMatcherBase):
         """
         desc0, desc1 = feats0["descriptors"], feats1["descriptors"]
         sim = torch.bmm(desc0[None], desc1.t()[None])[0]  # batched product as the official batch_match
-        idx0, idx1 = mutual_nearest(sim, sim.t(), min_cossim=-1.0)
+        idx0, idx1 = mutual_nearest(sim, None, min_cossim=-1.0)
         logits = self.net.fine_matcher(torch.cat([desc0[idx0], desc1[idx1]], dim=-1))
         temperature = self.config.fine_temperature
         conf = F.softmax(logits * temperature, dim=-1).max(dim=-1).values
