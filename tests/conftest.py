@@ -39,23 +39,25 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip_gpu)
 
 
-@pytest.fixture(scope="session")
-def oracle_python(shared_dir) -> str:
-    """Python of a venv with upstream romatch 0.1.2 (built once by shared/tools/romatch-oracle.sh)."""
+def build_oracle(script: Path, what: str, venv: str | None = None) -> str:
+    """Run an oracle build script (``script [VENV]``, prints the venv's python last); skip the test if it fails."""
     import subprocess
 
-    script = shared_dir / "tools" / "romatch-oracle.sh"
-    args = ["bash", str(script)]
-    if os.environ.get("ROMATCH_ORACLE"):
-        args.append(os.environ["ROMATCH_ORACLE"])
+    args = ["bash", str(script)] + ([venv] if venv else [])
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot build the romatch reference venv: {exc}")
+        pytest.skip(f"cannot build the {what} reference venv: {exc}")
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        pytest.skip(f"cannot build the romatch reference venv: {done.stderr[-500:]}")
+        pytest.skip(f"cannot build the {what} reference venv: {done.stderr[-500:]}")
     return lines[-1]
+
+
+@pytest.fixture(scope="session")
+def oracle_python(shared_dir) -> str:
+    """Python of a venv with upstream romatch 0.1.2 (built once by shared/tools/romatch-oracle.sh)."""
+    return build_oracle(shared_dir / "tools" / "romatch-oracle.sh", "romatch", os.environ.get("ROMATCH_ORACLE"))
 
 
 def run_oracle(python: str, script: str, spec: dict, tmp_path: Path) -> dict:

@@ -9,12 +9,11 @@ built or when the official weights are not installed here.
 from __future__ import annotations
 
 import json
-import subprocess
 
 import numpy as np
 import pytest
 import torch
-from conftest import REPO, run_oracle
+from conftest import REPO, build_oracle, run_oracle
 
 import densematch
 from densematch.errors import WeightsError
@@ -35,15 +34,7 @@ def _same_threads_as_reference():
 
 @pytest.fixture(scope="module")
 def xfeat_oracle() -> str:
-    args = ["bash", str(REPO / "tools" / "xfeat-oracle.sh")]
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot build the XFeat reference venv: {exc}")
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        pytest.skip(f"cannot build the XFeat reference venv: {done.stderr[-500:]}")
-    return lines[-1]
+    return build_oracle(REPO / "tools" / "xfeat-oracle.sh", "XFeat")  # $XFEAT_ORACLE or $TMPDIR/xfeat-oracle
 
 
 @pytest.fixture(scope="module")

@@ -54,11 +54,7 @@ def column_argmax(sim: torch.Tensor, rows_per_step: int = 512) -> torch.Tensor:
 
 
 class XFeat(XFeatMatcherBase):
-    """Sparse XFeat matcher (kind "matches"). Build it with :func:`densematch.models.xfeat.zoo.xfeat`.
-
-    ``match_images(image0, image1)`` runs :meth:`extract` on both images and :meth:`match_features`;
-    many-pair matching calls :meth:`extract` once per image and :meth:`match_features` per pair.
-    """
+    """Sparse XFeat matcher (kind "matches"). Build it with :func:`densematch.models.xfeat.zoo.xfeat`."""
 
     def __init__(self, config: XFeatSparseConfig | None = None, network=None):
         super().__init__(config or XFeatSparseConfig(), network)

@@ -26,11 +26,7 @@ from .sparse import mutual_nearest
 
 
 class XFeatStar(XFeatMatcherBase):
-    """XFeat* matcher (kind "matches"). Build it with :func:`densematch.models.xfeat.zoo.xfeat_star`.
-
-    ``match_images(image0, image1)`` runs :meth:`extract` on both images and :meth:`match_features`;
-    many-pair matching calls :meth:`extract` once per image and :meth:`match_features` per pair.
-    """
+    """XFeat* matcher (kind "matches"). Build it with :func:`densematch.models.xfeat.zoo.xfeat_star`."""
 
     def __init__(self, config: XFeatStarConfig | None = None, network=None):
         super().__init__(config or XFeatStarConfig(), network)
