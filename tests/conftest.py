@@ -96,6 +96,21 @@ def semidense_python(shared_dir) -> str:
     return _oracle_venv_python(shared_dir, "semidense-oracle.sh", "SEMIDENSE_ORACLE", "semi-dense")
 
 
+def build_oracle(script: Path, what: str, venv: str | None = None) -> str:
+    """Run an oracle build script (``script [VENV]``, prints the venv's python last); skip the test if it fails."""
+    import subprocess
+
+    args = ["bash", str(script)] + ([venv] if venv else [])
+    try:
+        done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        pytest.skip(f"cannot build the {what} reference venv: {exc}")
+    lines = done.stdout.strip().splitlines()
+    if done.returncode != 0 or not lines:
+        pytest.skip(f"cannot build the {what} reference venv: {done.stderr[-500:]}")
+    return lines[-1]
+
+
 def run_oracle(python: str, script: str, spec: dict, tmp_path: Path) -> dict:
     """Save ``spec``, run ``tests/oracle/<script>`` under the reference python, return its output."""
     import subprocess

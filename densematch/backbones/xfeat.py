@@ -3,7 +3,7 @@
 Same module names and state-dict keys as ``XFeatModel`` in ``verlab/accelerated_features``
 (``modules/model.py``) for the parts Tiny RoMa keeps: ``skip1``, ``block1`` ... ``block5`` and
 ``block_fusion``. The heads (``heatmap_head``, ``keypoint_head``, ``fine_matcher``) are deleted by
-Tiny RoMa and do not exist here.
+Tiny RoMa; the full XFeat network (:mod:`densematch.models.xfeat.network`) adds them on top of this class.
 
 Every convolution is a :class:`BasicLayer` (conv without bias, BatchNorm without affine parameters,
 ReLU), so the only learned tensors are conv weights and BatchNorm running statistics, plus the two
@@ -73,8 +73,15 @@ class XFeatBackbone(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.pyramid(self.normalise(x))
+
+    def normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, 1, H, W)``: channel mean, instance-normalised, without gradient."""
         with torch.no_grad():
-            x = self.norm(x.mean(dim=1, keepdim=True))
+            return self.norm(x.mean(dim=1, keepdim=True))
+
+    def pyramid(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Normalised ``(B, 1, H, W)`` -> ``(fine (B, 24, H/4, W/4), coarse (B, 64, H/8, W/8))``."""
         x1 = self.block1(x)
         fine = self.block2(x1 + self.skip1(x))
         x3 = self.block3(fine)
