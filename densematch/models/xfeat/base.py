@@ -16,6 +16,7 @@ class XFeatMatcherBase(nn.Module):
     ``match_images`` is their composition, so many-pair matching can extract once per image.
     """
 
+    kind = "matches"  # the model contract (densematch.models.contract)
     input_spec = InputSpec(channels="rgb", normalisation="unit", size_multiple=32)  # the net averages channels
 
     def __init__(self, config, network: XFeatNetwork | None = None):
