@@ -55,6 +55,12 @@ DINOV2_VITL14 = WeightFile(
     sha256="d5383ea8f4877b2472eb973e0fd72d557c7da5d3611bd527ceeb1d7162cbf428",
 )
 
+XFEAT_OFFICIAL = WeightFile(
+    url="https://github.com/verlab/accelerated_features/raw/main/weights/xfeat.pt",
+    file_name="xfeat.pt",
+    sha256="0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b",
+)
+
 _ENTRIES = (
     ModelEntry(
         name="roma_outdoor",
@@ -104,6 +110,22 @@ _ENTRIES = (
                 url=f"{_ROMA_STORAGE}/tiny_roma_v1_outdoor.pth", file_name="tiny_roma_v1_outdoor.pth"
             ),
         },
+    ),
+    ModelEntry(
+        name="tiny_roma_l2m",
+        factory="densematch.models.roma.tiny_l2m:tiny_roma_l2m",
+        description="Tiny RoMa v1 with the official frozen XFeat, matchers trained here on L2M synthetic + "
+        "homography pairs of real photos; embedded in the package (offline)",
+        weights={
+            # shipped inside the package, not downloaded: "package:" + its path in the source tree
+            "matcher": WeightFile(
+                url="package:densematch/weights_data/tiny_roma_l2m.pth",
+                file_name="tiny_roma_l2m.pth",
+                sha256=None,
+            ),
+            "xfeat": XFEAT_OFFICIAL,
+        },
+        weights_note="embedded: densematch/weights_data/tiny_roma_l2m.pth (model card tiny_roma_l2m.md)",
     ),
 )
 

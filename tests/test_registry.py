@@ -8,14 +8,16 @@ import torch
 import densematch
 from densematch.registry import get_entry
 
-SPEC = {"tiny_roma_v1_outdoor": "tiny_roma_v1_keys.tsv"}
+SPEC = {"tiny_roma_v1_outdoor": "tiny_roma_v1_keys.tsv", "tiny_roma_l2m": "tiny_roma_v1_keys.tsv"}
 
 
 @pytest.mark.parametrize("name", densematch.list_models())
 def test_registered_model_layout(name, shared_dir):
     entry = get_entry(name)
-    assert entry.weights["matcher"].url.startswith("https://")
+    assert entry.weights["matcher"].url.startswith(("https://", "package:"))  # published or embedded
     kwargs = {"weights": False}
+    if "xfeat" in entry.weights:
+        kwargs["xfeat_weights"] = False  # random backbone: the layout is what is checked
     if "dinov2" in entry.weights:
         kwargs["dinov2_weights"] = False
         device = "meta"  # ViT-L without allocating it

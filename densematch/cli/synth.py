@@ -20,10 +20,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--depth",
-        metavar="DIR|synthetic",
+        metavar="DIR|popup|synthetic",
         default=None,
-        help="folder of per-image maps <stem>.npy / <stem>.png (16-bit), or 'synthetic' for "
-        "the procedural piecewise-planar depth prior (the default)",
+        help="folder of per-image maps <stem>.npy / <stem>.png (16-bit); 'popup' for the image-guided "
+        "prior (ground plane, vertical segments, far sky; the default) or 'synthetic' for the "
+        "procedural piecewise-planar rooms that ignore the image",
     )
     source.add_argument(
         "--depth-model",
@@ -63,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from ..synth.depth import FolderDepth, MonocularDepth
     from ..synth.engine import SynthConfig, SynthEngine, list_images, run_folder
     from ..synth.inpaint import DiffusionInpainter
+    from ..synth.popup import PopupDepth
     from ..synth.prior import ProceduralDepth
     from ..synth.sky import SkySegmenter
 
@@ -73,7 +75,9 @@ def run(args: argparse.Namespace) -> int:
         return 1
     if args.depth_model:
         depth_source = MonocularDepth(args.depth_model, kind=args.depth_kind, device=args.device)
-    elif args.depth in (None, "synthetic"):
+    elif args.depth in (None, "popup"):
+        depth_source = PopupDepth()
+    elif args.depth == "synthetic":
         depth_source = ProceduralDepth()
     else:
         depth_source = FolderDepth(args.depth, kind=args.depth_kind)

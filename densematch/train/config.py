@@ -78,6 +78,17 @@ RECIPES: Mapping[str, ModelRecipe] = MappingProxyType(
             resolution_multiple=32,
             groups=(ParamGroup("main", ("",), 1e-4),),
         ),
+        # upstream Tiny RoMa v1's recipe with its XFeat pretrained and frozen: only the matchers learn
+        # (the factory loads the official XFeat weights when weights=False, i.e. at initialisation)
+        "tiny_roma_l2m": ModelRecipe(
+            name="tiny_roma_l2m",
+            loss="tiny_roma",
+            input_norm="unit",
+            resolution=(384, 384),
+            resolution_multiple=32,
+            groups=(ParamGroup("main", ("",), 1e-4),),
+            frozen=("xfeat",),
+        ),
     }
 )
 

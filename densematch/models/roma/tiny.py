@@ -122,6 +122,17 @@ class TinyRoMa(nn.Module, RomatchAPI):
         """Upstream's sampling: exact KDE on CUDA, against every 8th candidate on CPU."""
         return 1 if self.device.type == "cuda" else 8
 
+    def train(self, mode: bool = True) -> TinyRoMa:
+        """As ``nn.Module.train``, but a frozen backbone stays in eval mode (its BatchNorm statistics fixed).
+
+        Upstream keeps a frozen XFeat out of the module tree (``self.xfeat = [xfeat]``), so ``train()`` never
+        reaches it; here it is a registered child (for the checkpoint keys) and is held in eval mode instead.
+        """
+        super().train(mode)
+        if self.settings.freeze_xfeat:
+            self.xfeat.eval()
+        return self
+
     # --- network ------------------------------------------------------------------------------------
     def resize_input(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W)`` -> ``(B, C, H // m * m, W // m * m)``, bilinear without antialias.
