@@ -131,6 +131,11 @@ _ENTRIES = (
 
 MODELS: Mapping[str, ModelEntry] = MappingProxyType({entry.name: entry for entry in _ENTRIES})
 
+# the model used when none is named (``densematch match/benchmark/match-pairs`` without --model/--matcher,
+# ``get_matcher()``): the most accurate one whose weights ship with the package, so it works offline
+# (chosen from the table of benchmarks/README.md, "Offline models")
+DEFAULT_MODEL = "tiny_roma_l2m"
+
 
 def list_models() -> list[str]:
     """Names accepted by :func:`load` (and by ``--model`` / ``--matcher`` on the command line)."""

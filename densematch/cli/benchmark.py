@@ -21,6 +21,7 @@ import sys
 
 from ..errors import DensematchError
 from ..geometry import ESTIMATORS
+from ..registry import DEFAULT_MODEL
 
 HELP = "evaluate a matcher on a benchmark (pose / homography AUC, WxBS mAA, dense PCK)"
 
@@ -32,7 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("dataset", metavar="DATASET_DIR", help="benchmark folder (or a pairs.json file)")
     parser.add_argument(
-        "--matcher", required=True, help="'sift' or a registered model (see densematch.list_matchers())"
+        "--matcher",
+        default=DEFAULT_MODEL,
+        help="'sift' or a registered model (see densematch.list_matchers(); default: %(default)s, offline)",
     )
     parser.add_argument(
         "--weights", default=None, help="checkpoint file for a learned matcher (default: published)"

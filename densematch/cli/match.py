@@ -12,14 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
+from ..registry import DEFAULT_MODEL
+
 HELP = "match two images with a registered model (or sift) and save the matches"
 
 
 def add_arguments(parser) -> None:
     parser.add_argument("image0", help="first image (A)")
     parser.add_argument("image1", help="second image (B)")
-    parser.add_argument("--model", default="roma_outdoor",
-                        help="registered model name or 'sift' (default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL,
+                        help="registered model name or 'sift' (default: %(default)s, embedded, works offline)")
     parser.add_argument("--weights", help="local checkpoint instead of the published one")
     parser.add_argument("--dinov2-weights", help="local DINOv2 checkpoint (RoMa models)")
     parser.add_argument("--num", type=int, default=5000, help="matches to sample (default: %(default)s)")
@@ -64,4 +66,5 @@ def run(args) -> int:
     with atomic_path(args.output / "summary.json") as tmp:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     print(f"      matches.npz, matches.png, summary.json ({t_load + t_match:.1f} s total)")
+    print(f"outputs: {args.output.resolve()}/{{matches.npz,matches.png,summary.json}}")
     return 0

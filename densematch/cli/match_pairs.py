@@ -11,13 +11,17 @@ from __future__ import annotations
 
 import argparse
 
+from ..registry import DEFAULT_MODEL
+
 HELP = "match an image collection along a pair list into hloc-format HDF5 files"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", metavar="IMAGES_DIR", help="folder of the images named in the pair list")
     parser.add_argument("--pairs", required=True, help="pair list (name0 name1 per line)")
-    parser.add_argument("--matcher", required=True, help="sift or a registered model name")
+    parser.add_argument(
+        "--matcher", default=DEFAULT_MODEL, help="sift or a registered model name (default: %(default)s, offline)"
+    )
     parser.add_argument("--weights", help="checkpoint of the matcher (default: the published weights)")
     parser.add_argument("--output", required=True, metavar="OUT", help="output folder")
     parser.add_argument("--workers", type=int, default=1, help="worker processes (Ray when > 1; default 1)")

@@ -15,13 +15,19 @@ def list_matchers() -> list[str]:
     return sorted(CLASSICAL) + list_models()
 
 
-def get_matcher(name: str, device="cpu", weights=None, num: int = 5000, seed: int = 0, **model_kwargs) -> PairMatcher:
+def get_matcher(
+    name: str | None = None, device="cpu", weights=None, num: int = 5000, seed: int = 0, **model_kwargs
+) -> PairMatcher:
     """Build a :class:`PairMatcher` by name.
 
     ``num`` is the number of correspondences sampled from dense matchers (the cap for sparse ones);
     ``seed`` makes dense sampling reproducible. Further keyword arguments go to the model factory
-    (e.g. ``coarse_res=280``).
+    (e.g. ``coarse_res=280``). ``name=None`` is :data:`densematch.registry.DEFAULT_MODEL` (offline).
     """
+    if name is None:
+        from ..registry import DEFAULT_MODEL
+
+        name = DEFAULT_MODEL
     if name == "sift":
         from .sift import SiftMatcher
 
