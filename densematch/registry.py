@@ -121,7 +121,7 @@ _ENTRIES = (
             "matcher": WeightFile(
                 url="package:densematch/weights_data/tiny_roma_l2m.pth",
                 file_name="tiny_roma_l2m.pth",
-                sha256=None,
+                sha256="c8e6866402895f3dbb7ac1b87564f3497a1f503dd194018db11cb9f2a4ec7a8f",
             ),
             "xfeat": XFEAT_OFFICIAL,
         },
