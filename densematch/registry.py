@@ -89,6 +89,12 @@ _IMAMATCH_NOTE = (
     "checkpoint file saved by the reference code (keys may carry DDP's 'module.' prefix)"
 )
 
+XFEAT_OFFICIAL = WeightFile(
+    url="https://github.com/verlab/accelerated_features/raw/main/weights/xfeat.pt",
+    file_name="xfeat.pt",
+    sha256="0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b",
+)
+
 _ENTRIES = (
     ModelEntry(
         name="sift",
@@ -201,9 +207,31 @@ _ENTRIES = (
         weights={"matcher": XFEAT},
         weights_note=_XFEAT_NOTE,
     ),
+    ModelEntry(
+        name="tiny_roma_l2m",
+        factory="densematch.models.roma.tiny_l2m:tiny_roma_l2m",
+        description="Tiny RoMa v1 with the official frozen XFeat, matchers trained here on L2M synthetic + "
+        "homography pairs of real photos; embedded in the package (offline)",
+        weights={
+            # shipped inside the package, not downloaded: "package:" + its path in the source tree
+            "matcher": WeightFile(
+                url="package:densematch/weights_data/tiny_roma_l2m.pth",
+                file_name="tiny_roma_l2m.pth",
+                sha256="c8e6866402895f3dbb7ac1b87564f3497a1f503dd194018db11cb9f2a4ec7a8f",
+            ),
+            "xfeat": XFEAT_OFFICIAL,
+        },
+        recipe=f"{_RECIPES}:TINY_ROMA_L2M",
+        weights_note="embedded: densematch/weights_data/tiny_roma_l2m.pth (model card tiny_roma_l2m.md)",
+    ),
 )
 
 MODELS: Mapping[str, ModelEntry] = MappingProxyType({entry.name: entry for entry in _ENTRIES})
+
+# the model used when none is named (``densematch match/benchmark/match-pairs`` without --model/--matcher,
+# ``get_matcher()``): the most accurate one whose weights ship with the package, so it works offline
+# (chosen from the table of benchmarks/README.md, "Offline models")
+DEFAULT_MODEL = "tiny_roma_l2m"
 
 
 def list_models() -> list[str]:

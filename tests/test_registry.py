@@ -15,6 +15,7 @@ SPEC = {
     "l2mpp": "roma_checkpoint_keys.tsv",
     "tiny_roma_v1_outdoor": "tiny_roma_v1_keys.tsv",
     "s2ld": "s2ld_keys.tsv",
+    "tiny_roma_l2m": "tiny_roma_v1_keys.tsv",  # same network, trained here
 }
 
 
@@ -25,8 +26,10 @@ def test_every_model_with_a_spec_is_registered():
 @pytest.mark.parametrize("name", sorted(SPEC))
 def test_registered_model_layout(name, shared_dir):
     entry = get_entry(name)
-    assert entry.weights["matcher"].url.startswith("https://")
+    assert entry.weights["matcher"].url.startswith(("https://", "package:"))  # published or embedded
     kwargs = {"weights": False}
+    if "xfeat" in entry.weights:
+        kwargs["xfeat_weights"] = False  # random backbone: the layout is what is checked
     if "dinov2" in entry.weights:
         kwargs["dinov2_weights"] = False
         device = "meta"  # ViT-L without allocating it

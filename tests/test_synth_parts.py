@@ -13,6 +13,7 @@ from densematch.errors import ImageReadError, InputShapeError, MissingDependency
 from densematch.synth.camera import CropResize, PoseRanges, axis_angle_to_matrix, sample_relative_pose
 from densematch.synth.depth import FolderDepth, read_depth_file, values_to_depth
 from densematch.synth.inpaint import TeleaInpainter
+from densematch.synth.popup import PopupDepthConfig, popup_depth, segment_image
 from densematch.synth.prior import procedural_depth
 from densematch.synth.relight import (
     Light,
@@ -99,6 +100,47 @@ def test_procedural_depth_is_piecewise_planar():
     assert np.mean(second > 1e-3) > 0.001  # and there are occlusion edges
     again = procedural_depth(120, 160, np.random.default_rng(1))
     assert np.array_equal(depth, again)
+
+
+def _textured_scene(height=96, width=128, sky=True, seed=0):
+    """A bright smooth sky over a textured lower part with a few coloured blocks."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(40, 200, size=(height, width, 3)).astype(np.uint8)
+    image = cv2.GaussianBlur(image, (3, 3), 0)
+    image[60:, 20:50] = (200, 40, 40)
+    image[45:80, 80:110] = (30, 160, 60)
+    if sky:
+        image[: height // 3] = (170, 200, 240)
+    return image
+
+
+def test_popup_depth_discontinuities_lie_on_segment_boundaries():
+    image = _textured_scene()
+    config = PopupDepthConfig()
+    depth = popup_depth(image, np.random.default_rng(3), config)
+    labels = segment_image(image, np.random.default_rng(3), config)  # the same first draws
+    assert depth.shape == image.shape[:2] and np.isfinite(depth).all() and np.isclose(depth.min(), 1.0)
+    inverse = 1.0 / depth.astype(np.float64)
+    for axis in (0, 1):
+        a, b = np.moveaxis(inverse, axis, 0), np.moveaxis(labels, axis, 0)
+        # every segment is a plane: inverse depth affine in pixels, second differences vanish inside it
+        kink = np.abs(a[2:] - 2 * a[1:-1] + a[:-2]) > 1e-4 * a.max()
+        inside = (b[2:] == b[1:-1]) & (b[1:-1] == b[:-2])
+        assert kink[~inside].mean() > 0.05  # the depth edges are at the segment boundaries ...
+        assert kink[inside].mean() < 0.02  # ... and not inside (bar the ground's kink at the horizon)
+    assert np.array_equal(depth, popup_depth(image, np.random.default_rng(3), config))
+
+
+def test_popup_depth_sky_far_ground_near_at_the_bottom():
+    image = _textured_scene(sky=True)
+    for seed in range(3):
+        depth = popup_depth(image, np.random.default_rng(seed))
+        sky, rest = depth[:20], depth[40:]
+        assert sky.min() > 10 * rest.max()  # the sky is far beyond every surface
+        rows = np.median(depth[40:], axis=1)
+        assert rows[-1] < rows[0]  # the ground comes nearer towards the bottom of the image
+    no_sky = popup_depth(_textured_scene(sky=False), np.random.default_rng(0))
+    assert no_sky.max() < 1000  # without a sky nothing is sent to the sky distance
 
 
 def test_normals_of_a_plane():

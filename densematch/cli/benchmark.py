@@ -20,6 +20,7 @@ import argparse
 import sys
 
 from ..defaults import ESTIMATORS
+from ..registry import DEFAULT_MODEL
 from . import common
 
 HELP = "evaluate a matcher on a benchmark (pose / homography AUC, WxBS mAA, dense PCK)"
@@ -27,7 +28,7 @@ HELP = "evaluate a matcher on a benchmark (pose / homography AUC, WxBS mAA, dens
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dataset", metavar="DATASET_DIR", help="benchmark folder (or a pairs.json file)")
-    common.add_model(parser)
+    common.add_model(parser, default=DEFAULT_MODEL)
     common.add_num(parser)
     parser.add_argument("--seed", type=int, default=0, help="seed of the dense match sampling and of RANSAC")
     common.add_device(parser)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import time
 
+from ..registry import DEFAULT_MODEL
 from . import common
 
 HELP = "match two images with a registered model (or sift) and save matches and pictures"
@@ -26,7 +27,7 @@ FITS = ("fundamental", "homography", "none")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("image0", help="first image (A)")
     parser.add_argument("image1", help="second image (B)")
-    common.add_model(parser, default="roma_outdoor")
+    common.add_model(parser, default=DEFAULT_MODEL)
     common.add_num(parser)
     parser.add_argument("--coarse-res", type=common.positive_int, metavar="PX",
                         help="coarse resolution, multiple of 14 (RoMa models; same as --option coarse_res=PX)")
@@ -117,4 +118,5 @@ def run(args: argparse.Namespace) -> int:
         tmp.write_text(json.dumps(summary, indent=2) + "\n")
     written.append("summary.json")
     say(f"      {', '.join(written)} ({t_load + t_match:.1f} s total)")
+    print(f"outputs: {args.output.resolve()}")
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 
 from ..defaults import SIFT_NUM_KEYPOINTS
+from ..registry import DEFAULT_MODEL
 from . import common
 
 HELP = "match an image collection along a pair list into hloc-format HDF5 files"
@@ -27,7 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", metavar="IMAGES_DIR", help="folder of the images named in the pair list")
     parser.add_argument("--pairs", required=True, metavar="FILE|DIR",
                         help="pair list (name0 name1 per line), or the --output folder of `densematch pairs`")
-    common.add_model(parser)
+    common.add_model(parser, default=DEFAULT_MODEL)
     common.add_output(parser)
     parser.add_argument("--workers", type=common.positive_int, default=1,
                         help="worker processes (Ray when > 1; default 1)")

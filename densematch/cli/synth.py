@@ -27,10 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument(
         "--depth",
-        metavar="DIR|synthetic",
+        metavar="DIR|popup|synthetic",
         default=None,
-        help="folder of per-image maps <stem>.npy / <stem>.png (16-bit), or 'synthetic' for "
-        "the procedural piecewise-planar depth prior (the default)",
+        help="folder of per-image maps <stem>.npy / <stem>.png (16-bit); 'popup' for the image-guided "
+        "prior (ground plane, vertical segments, far sky; the default) or 'synthetic' for the "
+        "procedural piecewise-planar rooms that ignore the image",
     )
     source.add_argument(
         "--depth-model",
@@ -75,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ..synth.folder import list_images, run_folder
     from ..synth.inpaint import DiffusionInpainter
     from ..synth.preview import PREVIEW_FOLDER, write_previews
+    from ..synth.popup import PopupDepth
     from ..synth.prior import ProceduralDepth
     from ..synth.sky import SkySegmenter
 
@@ -83,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
                        ("--sky-model", args.sky_model)):
         if path is not None and not Path(path).exists():
             raise common.ConfigError(f"{flag}: not found: {path} (local files only)")
-    if args.depth not in (None, "synthetic"):
+    if args.depth not in (None, "popup", "synthetic"):
         common.check_input_folder(args.depth, "--depth")
     device = common.resolve_device(args.device)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
@@ -92,7 +94,9 @@ def run(args: argparse.Namespace) -> int:
         raise common.ConfigError(f"no images found in {args.images}")
     if args.depth_model:
         depth_source = MonocularDepth(args.depth_model, kind=args.depth_kind, device=device)
-    elif args.depth in (None, "synthetic"):
+    elif args.depth in (None, "popup"):
+        depth_source = PopupDepth()
+    elif args.depth == "synthetic":
         depth_source = ProceduralDepth()
     else:
         depth_source = FolderDepth(args.depth, kind=args.depth_kind)

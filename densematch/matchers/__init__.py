@@ -33,15 +33,18 @@ def resolve_device(device) -> str:
     return device
 
 
-def get_matcher(name: str, device="cpu", weights=None, num: int | None = None, seed: int = 0,
+def get_matcher(name: str | None = None, device="cpu", weights=None, num: int | None = None, seed: int = 0,
                 **options) -> PairMatcher:
     """Build the registered model ``name`` as a :class:`PairMatcher`.
 
     ``num``: see the table above (None = the kind's default); ``seed`` makes dense sampling reproducible.
     Further keyword arguments are the model's options (e.g. ``coarse_res=280``, ``resize=640``), passed to
-    its factory, which rejects unknown ones.
+    its factory, which rejects unknown ones. ``name=None`` is :data:`densematch.registry.DEFAULT_MODEL`
+    (its weights ship with the package: works offline).
     """
-    from ..registry import get_entry
+    from ..registry import DEFAULT_MODEL, get_entry
+
+    name = DEFAULT_MODEL if name is None else name
 
     entry = get_entry(name)
     if num is not None and int(num) < 1:

@@ -6,6 +6,7 @@ model                        loss        resolution  parameter groups (lr per 8 
 ``roma_outdoor``,            RoMa        560 x 560   VGG ``encoder.cnn.*`` 5e-6; rest 1e-4;
 ``roma_indoor``, ``l2mpp``                           DINOv2 (any name with ``dinov2``) frozen
 ``tiny_roma_v1_outdoor``     Tiny RoMa   768 x 1024  everything (XFeat included) 1e-4
+``tiny_roma_l2m``            Tiny RoMa   384 x 384   matchers 1e-4; XFeat (``xfeat.*``) frozen
 ===========================  ==========  ==========  ============================================
 
 All: AdamW with weight decay 0.01, ``MultiStepLR`` with one milestone at 90 % of the steps (gamma 0.1),
@@ -16,6 +17,8 @@ engine's own ``valid0`` on synthetic pairs, the exact warp on homography pairs (
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 from ..contract import CountReducer, ParamGroup, Schedule, TrainingRecipe
 
@@ -67,3 +70,7 @@ TINY_ROMA = TrainingRecipe(
     groups=(ParamGroup("main", ("",), 1e-4),),
     schedule=_SCHEDULE,
 )
+
+# upstream Tiny RoMa v1 as published trains with its XFeat pretrained and frozen (only the matchers learn);
+# the tiny_roma_l2m factory loads the official XFeat weights at initialisation (weights=False)
+TINY_ROMA_L2M = replace(TINY_ROMA, resolution=(384, 384), frozen=("xfeat",))

@@ -69,6 +69,7 @@ class TinyRomaSettings:
     sample_mode: str = "threshold_balanced"  # "threshold_balanced", "threshold", "balanced" or ""
     sample_thresh: float = 0.05  # certainties above this count as 1 when sampling
     coarse_chunk: int = 1024  # A cells per chunk of the coarse correlation (memory vs speed; 0 = all)
+    max_side: int = 0  # match(): images with a longer side are first downscaled to it (0 = never, upstream)
 
     def __post_init__(self):
         if self.sample_mode not in SAMPLE_MODES:
@@ -78,6 +79,8 @@ class TinyRomaSettings:
                              f"{self.softmax_stride} and {self.input_multiple}")
         if self.coarse_chunk < 0:
             raise ValueError(f"coarse_chunk must be >= 0, got {self.coarse_chunk}")
+        if self.max_side != 0 and self.max_side < self.input_multiple:
+            raise ValueError(f"max_side must be 0 or >= input_multiple, got {self.max_side}")
 
 
 def _refiner(in_channels: int, width: int, layers: int) -> nn.Sequential:
@@ -123,6 +126,17 @@ class TinyRoMa(nn.Module, RomatchAPI):
     def kde_stride(self) -> int:
         """Upstream's sampling: exact KDE on CUDA, against every 8th candidate on CPU."""
         return 1 if self.device.type == "cuda" else 8
+
+    def train(self, mode: bool = True) -> TinyRoMa:
+        """As ``nn.Module.train``, but a frozen backbone stays in eval mode (its BatchNorm statistics fixed).
+
+        Upstream keeps a frozen XFeat out of the module tree (``self.xfeat = [xfeat]``), so ``train()`` never
+        reaches it; here it is a registered child (for the checkpoint keys) and is held in eval mode instead.
+        """
+        super().train(mode)
+        if self.settings.freeze_xfeat:
+            self.xfeat.eval()
+        return self
 
     # --- network ------------------------------------------------------------------------------------
     def resize_input(self, x: torch.Tensor) -> torch.Tensor:
@@ -234,13 +248,14 @@ class TinyRoMa(nn.Module, RomatchAPI):
             device: where to run (default: the model's device).
 
         Returns:
-            ``warp`` ``(B, H_A, W_A, 4)`` = ``(x_A, y_A, x_B, y_B)`` normalised, at A's input size, not
-            clamped; ``certainty`` ``(B, H_A, W_A)`` in [0, 1]. Without ``batched``: ``warp[0]``,
+            ``warp`` ``(B, H_A, W_A, 4)`` = ``(x_A, y_A, x_B, y_B)`` normalised, at A's input size (after
+            the ``settings.max_side`` downscaling, when set), not clamped; ``certainty`` ``(B, H_A, W_A)``
+            in [0, 1]. Without ``batched``: ``warp[0]``,
             ``certainty[0]``.
         """
         self.train(False)
         device = torch.device(device) if device is not None else self.device
-        im_a, im_b = self._inputs(im_A_input, im_B_input, device)
+        im_a, im_b = (self._limit_side(x) for x in self._inputs(im_A_input, im_B_input, device))
         b, _, height, width = im_a.shape
         corresps = self.forward({"im_A": im_a, "im_B": im_b})
         flow = F.interpolate(corresps[4]["flow"], size=(height, width), mode="bilinear", align_corners=False)
@@ -255,6 +270,16 @@ class TinyRoMa(nn.Module, RomatchAPI):
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Balanced sampling as :meth:`RomatchAPI.sample`, with Tiny RoMa's default ``num=5000``."""
         return super().sample(matches, certainty, num=num, generator=generator)
+
+    def _limit_side(self, x: torch.Tensor) -> torch.Tensor:
+        """Downscale ``(B, C, H, W)`` (antialiased bilinear) so that its longer side is ``settings.max_side``."""
+        side = self.settings.max_side
+        height, width = x.shape[-2:]
+        if not side or max(height, width) <= side:
+            return x
+        scale = side / max(height, width)
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        return F.interpolate(x, size, mode="bilinear", align_corners=False, antialias=True)
 
     def _inputs(self, im_a, im_b, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         """Paths / PIL images -> ``(1, 3, H, W)`` in [0, 1]; tensors are checked. Both go to ``device`` and
@@ -280,7 +305,8 @@ class TinyRoMa(nn.Module, RomatchAPI):
 def build_tiny_roma(device="cpu", weights=None, spec: WeightFile | None = None,
                     arch: TinyRomaArchitecture | None = None, exact_softmax: bool = False,
                     sample_mode: str = "threshold_balanced", sample_thresh: float = 0.05,
-                    freeze_xfeat: bool = False, coarse_chunk: int = 1024, name: str = "tiny_roma_v1_outdoor",
+                    freeze_xfeat: bool = False, coarse_chunk: int = 1024, max_side: int = 0,
+                    name: str = "tiny_roma_v1_outdoor",
                     download: bool = True, **unknown) -> TinyRoMa:
     """Build Tiny RoMa and load its weights strictly.
 
@@ -295,7 +321,7 @@ def build_tiny_roma(device="cpu", weights=None, spec: WeightFile | None = None,
         raise TypeError(f"unknown argument(s) for {name}: {', '.join(sorted(unknown))}")
     settings = TinyRomaSettings(
         exact_softmax=exact_softmax, sample_mode=sample_mode, sample_thresh=sample_thresh,
-        freeze_xfeat=freeze_xfeat, coarse_chunk=coarse_chunk,
+        freeze_xfeat=freeze_xfeat, coarse_chunk=coarse_chunk, max_side=max_side,
     )
     model = TinyRoMa(arch or TinyRomaArchitecture(), settings)
     model.name = name
