@@ -89,11 +89,6 @@ _IMAMATCH_NOTE = (
     "checkpoint file saved by the reference code (keys may carry DDP's 'module.' prefix)"
 )
 
-XFEAT_OFFICIAL = WeightFile(
-    url="https://github.com/verlab/accelerated_features/raw/main/weights/xfeat.pt",
-    file_name="xfeat.pt",
-    sha256="0f5187fd7bedd26c7fe6acc9685444493a165a35ecc087b33c2db3627f3ea10b",
-)
 
 _ENTRIES = (
     ModelEntry(
@@ -218,8 +213,8 @@ _ENTRIES = (
                 url="package:densematch/weights_data/tiny_roma_l2m.pth",
                 file_name="tiny_roma_l2m.pth",
                 sha256="c8e6866402895f3dbb7ac1b87564f3497a1f503dd194018db11cb9f2a4ec7a8f",
+                packaged=("densematch:weights_data/tiny_roma_l2m.pth",),  # found like any packaged copy
             ),
-            "xfeat": XFEAT_OFFICIAL,
         },
         recipe=f"{_RECIPES}:TINY_ROMA_L2M",
         weights_note="embedded: densematch/weights_data/tiny_roma_l2m.pth (model card tiny_roma_l2m.md)",

@@ -96,7 +96,7 @@ def test_wrong_checkpoint_and_unknown_name(small_weights, tmp_path):
         densematch.load("roma_outdor")
 
 
-@pytest.mark.parametrize("name", [n for n, e in MODELS.items() if e.kind == "dense" and n != "tiny_roma_v1_outdoor"])
+@pytest.mark.parametrize("name", [n for n, e in MODELS.items() if "dinov2" in e.weights])  # the RoMa ones
 def test_registered_roma_models_build_on_meta(name, shared_dir):
     model = densematch.load(name, device="meta", weights=False, dinov2_weights=False)
     spec = (shared_dir / "spec" / "roma_checkpoint_keys.tsv").read_text().splitlines()[1:]

@@ -12,8 +12,9 @@ import torch
 import densematch
 from densematch.backbones.xfeat import XFeatBackbone
 from densematch.errors import WeightsError
-from densematch.models.roma.tiny_l2m import _sha256, embedded_weights, tiny_roma_l2m
+from densematch.models.roma.tiny_l2m import embedded_weights, tiny_roma_l2m
 from densematch.registry import DEFAULT_MODEL, get_entry
+from densematch.weights import file_sha256
 
 
 @pytest.fixture
@@ -39,7 +40,7 @@ def test_default_model_is_registered_and_embedded():
     assert DEFAULT_MODEL in densematch.list_models()
     spec = get_entry(DEFAULT_MODEL).weights["matcher"]
     path = embedded_weights()
-    assert spec.sha256 is not None and _sha256(path) == spec.sha256
+    assert spec.sha256 is not None and file_sha256(path) == spec.sha256
     assert path.stat().st_size < 20 * 2**20  # a few MB inside the package
 
 

@@ -75,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     from ..synth.engine import SynthConfig, SynthEngine
     from ..synth.folder import list_images, run_folder
     from ..synth.inpaint import DiffusionInpainter
-    from ..synth.preview import PREVIEW_FOLDER, write_previews
     from ..synth.popup import PopupDepth
+    from ..synth.preview import PREVIEW_FOLDER, write_previews
     from ..synth.prior import ProceduralDepth
     from ..synth.sky import SkySegmenter
 

