@@ -17,6 +17,7 @@ COMMANDS = {
     "pairs": "densematch.cli.pairs",
     "match-pairs": "densematch.cli.match_pairs",
     "reconstruct": "densematch.cli.reconstruct",
+    "ui": "densematch.cli.ui",
 }
 
 
