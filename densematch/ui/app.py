@@ -72,7 +72,9 @@ class Runner:
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="densematch-ui-"))
         self._runs = 0
 
-    def _check_model(self, name: str) -> None:
+    def _check_model(self, name: str, options: str) -> None:
+        if "weights=" in options.replace(" ", ""):  # the user passes files (or weights=false) themselves
+            return
         choice = next((c for c in model_choices() if c.name == name), None)
         if choice is None:
             raise DensematchError(f"unknown model '{name}'")
@@ -92,7 +94,7 @@ class Runner:
             def step(fraction, text, i=i):
                 progress((i + fraction) / len(models), desc=text)
             try:
-                self._check_model(name)
+                self._check_model(name, settings["options"])
                 run_settings = MatchSettings(model=name, **settings)
                 results.append(run_match(a, b, run_settings, self.cache, self.workdir / f"run{self._runs:04d}", step))
             except DensematchError as exc:
