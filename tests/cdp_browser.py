@@ -64,7 +64,7 @@ class Browser:
 
     def wait_for(self, condition: str, timeout: float = 60.0) -> None:
         deadline = time.monotonic() + timeout
-        while not self.evaluate(f"Boolean({condition})"):
+        while not self.evaluate(f"(() => {{ try {{ return Boolean({condition}); }} catch (e) {{ return false; }} }})()"):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"page condition not met within {timeout:.0f} s: {condition}")
             time.sleep(0.25)

@@ -18,7 +18,7 @@ from PIL import Image
 from densematch.errors import ConfigError, ImageReadError, InputShapeError
 from densematch.matchers.base import DenseField, Matches, PairMatcher
 from densematch.registry import ModelEntry, WeightFile
-from densematch.ui.library import ModelChoice, example_pairs, model_choices
+from densematch.ui.library import example_pairs, model_choices
 from densematch.ui.pictures import BAR, draw_dense, draw_inliers
 from densematch.ui.session import MatcherCache, MatchSettings, check_image, intrinsics, parse_options, run_match
 from densematch.weights import weights_status
@@ -250,11 +250,12 @@ def test_http_api_matches_compares_and_explains(served, pair_dir, tmp_path):
     default = getattr(registry, "DEFAULT_MODEL", None)
     models = ["sift"] + ([default] if default in choices and choices[default].ready else [])
     missing = [c for c in choices.values() if not c.ready][:1]
-    message, gallery, table, files = client.predict(a, b, models + [c.name for c in missing], 500, *common,
-                                                    api_name="/compare")
+    message, gallery, _, table, files = client.predict(a, b, models + [c.name for c in missing], 500, *common,
+                                                       api_name="/compare")
+    gallery = gallery["value"] if "__type__" in gallery else gallery  # a Gradio update (columns = models)
     assert [row[0] for row in table["data"]] == models
     assert all(row[1] > 0 for row in table["data"])
-    assert len(gallery) >= len(models) and len(files) == 2 * len(models)
+    assert len(gallery) == len(models) and len(files) == 2 * len(models)
     for c in missing:
         assert c.name in message and "cannot run offline" in message
 
@@ -286,12 +287,13 @@ def test_page_in_headless_chromium(served, tmp_path):
     try:
         browser = Browser.connect(websocket, port)
         browser.open(url)
-        browser.wait_for("document.querySelector('button') !== null && document.body.innerText.includes('Match')")
-        browser.click_text("td, button, tr", "a.png")  # the example pair (gr.Examples row)
-        browser.wait_for("document.querySelectorAll('img').length >= 2")
+        browser.wait_for("document.querySelector('table tbody tr td') && document.body.innerText.includes('Match')")
+        shown = browser.evaluate("document.querySelectorAll('img').length")
+        browser.click("table tbody tr td")  # the example pair (a row of gr.Examples)
+        browser.wait_for(f"document.querySelectorAll('img').length >= {shown + 2}")  # both inputs show it
         browser.click_text("button", "Match", exact=True)
-        browser.wait_for("document.querySelector('#match-message') && "
-                         "document.querySelector('#match-message').innerText.includes('inliers')", timeout=90)
+        browser.wait_for("document.querySelector('#match-message').innerText.includes('inliers')", timeout=90)
+        browser.wait_for("document.querySelectorAll('img').length >= " + str(shown + 3))  # the result picture
         text = browser.evaluate("document.querySelector('#match-message').innerText")
         shot = Path(os.environ.get("DENSEMATCH_UI_SCREENSHOT", tmp_path / "ui.png"))
         browser.screenshot(shot)
@@ -299,6 +301,17 @@ def test_page_in_headless_chromium(served, tmp_path):
     finally:
         process.terminate()
         process.wait(timeout=20)
-    assert "sift" in text or "matches" in text, text
+    assert text.startswith("sift:") and " matches, " in text, text
     assert shot.stat().st_size > 10_000
     assert outside == [], outside  # the page loads nothing from outside
+
+
+def test_cli_without_gradio_says_how_to_install(monkeypatch, capsys):
+    import sys
+
+    from densematch.cli import main
+
+    monkeypatch.setitem(sys.modules, "gradio", None)  # makes `import gradio` fail as if not installed
+    assert main(["ui", "--port", "7999"]) == 2
+    error = capsys.readouterr().err
+    assert "pip install 'densematch[ui]'" in error and "Traceback" not in error

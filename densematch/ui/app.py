@@ -170,45 +170,53 @@ def build_app(config: UiConfig | None = None):
         results, problems = runner.run(image0, image1, list(models or []), settings(num, geometry, threshold,
                                                                                     method, k0, k1, options),
                                        progress)
-        gallery = [(r.matches_picture, f"{r.summary['model']}: {r.summary['num_inliers']} / "
-                    f"{r.summary['num_matches']} inliers") for r in results]
-        gallery += [(r.dense_picture, f"{r.summary['model']}: dense warp") for r in results
-                    if r.dense_picture is not None]
+        pictures = [(r.matches_picture, f"{r.summary['model']}: {r.summary['num_inliers']} inliers of "
+                     f"{r.summary['num_matches']}") for r in results]
+        dense = [(r.dense_picture, f"{r.summary['model']}: dense warp") for r in results if r.dense_picture is not None]
         table = [[r.summary[k] for k in ("model", "num_matches", "num_inliers", "seconds_load", "seconds_match")]
                  for r in results]
         files = [str(p) for r in results for p in r.files]
-        return problems or f"Compared {len(results)} models.", gallery, table, files or None
+        return (problems or f"Compared {len(results)} models.",
+                gr.update(value=pictures, columns=max(1, len(pictures))),  # one row: a column per model
+                gr.update(value=dense, columns=max(1, len(dense)), visible=bool(dense)), table, files or None)
 
     with gr.Blocks(title="densematch: compare matchers", analytics_enabled=False) as demo:
         gr.Markdown("## densematch: compare image matchers on your own images\nUpload two images (or pick an "
                     "example pair), choose a model and press **Match**; the **Compare** tab runs several models.")
         with gr.Row():
-            image0, image1 = (_lenient(gr.Image(type="filepath", image_mode=None, label=f"image {i}", height=300,
-                                                sources=["upload", "clipboard"])) for i in (0, 1))
-        pairs = example_pairs(list(config.image_dirs))
-        if pairs:
-            gr.Examples([[str(a), str(b)] for a, b in pairs], inputs=[image0, image1], label="example pairs")
-        with gr.Row():
-            num = gr.Slider(50, 20000, value=2000, step=50, label="matches (dense: sampled; sparse: keypoint cap)")
-            geometry = gr.Radio(list(GEOMETRIES), value="fundamental", label="geometry")
-            threshold = gr.Number(value=1.0, minimum=0.01, label="inlier threshold (px)")
-            method = gr.Dropdown(["opencv-magsac", "opencv-ransac", "poselib"], value="opencv-magsac",
-                                 label="robust estimator")
-        with gr.Accordion("intrinsics (essential matrix) and model options", open=False):
-            with gr.Row():
-                k0 = gr.Textbox(label="image 0: fx fy cx cy (blank: guess)", placeholder="1200 1200 639.5 479.5")
-                k1 = gr.Textbox(label="image 1: fx fy cx cy (blank: guess)")
-                options = gr.Textbox(label="model options key=value, ...", placeholder="coarse_res=280")
-        with gr.Accordion(f"models: {len(ready)} of {len(choices)} ready offline", open=False):
-            gr.Markdown(_models_table(choices))
+            with gr.Column(scale=3):
+                with gr.Row():
+                    image0, image1 = (_lenient(gr.Image(type="filepath", image_mode=None, label=f"image {i}",
+                                                        height=280, sources=["upload", "clipboard"]))
+                                      for i in (0, 1))
+                pairs = example_pairs(list(config.image_dirs))
+                if pairs:
+                    gr.Examples([[str(a), str(b)] for a, b in pairs], inputs=[image0, image1],
+                                label="example pairs (click one)", examples_per_page=4)
+            with gr.Column(scale=2):
+                model = gr.Dropdown(menu, value=default_model(choices), label="model")
+                match_button = gr.Button("Match", variant="primary")
+                num = gr.Slider(50, 20000, value=2000, step=50, label="matches",
+                                info="dense models: matches sampled; sparse ones: keypoint cap")
+                geometry = gr.Radio(list(GEOMETRIES), value="fundamental", label="geometry",
+                                    info="fitted robustly; its inliers are drawn green, outliers red")
+                with gr.Row():
+                    threshold = gr.Number(value=1.0, minimum=0.01, label="inlier threshold (px)")
+                    method = gr.Dropdown(["opencv-magsac", "opencv-ransac", "poselib"], value="opencv-magsac",
+                                         label="robust estimator")
+                with gr.Accordion("intrinsics (essential matrix) and model options", open=False):
+                    k0 = gr.Textbox(label="image 0: fx fy cx cy (blank: guess)", placeholder="1200 1200 639.5 479.5")
+                    k1 = gr.Textbox(label="image 1: fx fy cx cy (blank: guess)")
+                    options = gr.Textbox(label="model options key=value, ...",
+                                         placeholder="coarse_res=280, weights=/path/to/file.pth")
+                with gr.Accordion(f"models: {len(ready)} of {len(choices)} ready offline", open=False):
+                    gr.Markdown(_models_table(choices))
         with gr.Tab("Match"):
-            with gr.Row():
-                model = gr.Dropdown(menu, value=default_model(choices), label="model", scale=3)
-                match_button = gr.Button("Match", variant="primary", scale=1)
             match_message = gr.Markdown(elem_id="match-message")
-            match_picture = gr.Image(label="matches (green inlier, red outlier)", format="png", interactive=False)
-            dense_picture = gr.Image(label="dense warp and certainty", format="png", interactive=False,
-                                     visible=False)
+            pictures = {"format": "png", "interactive": False, "show_label": False,  # captions are in the pictures
+                        "buttons": ["download", "fullscreen"]}
+            match_picture = gr.Image(label="matches (green inlier, red outlier)", **pictures)
+            dense_picture = gr.Image(label="dense warp and certainty", visible=False, **pictures)
             with gr.Row():
                 summary = gr.JSON(label="summary")
                 match_files = gr.File(label="downloads: matches .npz, geometry .json", file_count="multiple")
@@ -217,15 +225,18 @@ def build_app(config: UiConfig | None = None):
                 compare_models = gr.CheckboxGroup(menu, value=ready[:2], label="models", scale=3)
                 compare_button = gr.Button("Compare", variant="primary", scale=1)
             compare_message = gr.Markdown(elem_id="compare-message")
-            gallery = gr.Gallery(label="results", columns=2, height="auto", format="png")
+            gallery = gr.Gallery(label="matches", columns=2, height="auto", format="png",
+                                 buttons=["download", "fullscreen"])
+            dense_gallery = gr.Gallery(label="dense warps and certainty", columns=2, height="auto", format="png",
+                                       buttons=["download", "fullscreen"], visible=False)
             table = gr.Dataframe(headers=["model", "matches", "inliers", "load s", "match s"], label="counts")
             compare_files = gr.File(label="downloads", file_count="multiple")
         common = [num, geometry, threshold, method, k0, k1, options]
         match_button.click(_guard(on_match, 5), [image0, image1, model, *common],
                            [match_message, match_picture, dense_picture, summary, match_files],
                            api_name="match", concurrency_id="models", concurrency_limit=1)
-        compare_button.click(_guard(on_compare, 4), [image0, image1, compare_models, *common],
-                             [compare_message, gallery, table, compare_files],
+        compare_button.click(_guard(on_compare, 5), [image0, image1, compare_models, *common],
+                             [compare_message, gallery, dense_gallery, table, compare_files],
                              api_name="compare", concurrency_id="models", concurrency_limit=1)
     demo.densematch_runner = runner  # for tests and callers that want the output folder
     return demo

@@ -178,7 +178,7 @@ def run_match(image0, image1, settings: MatchSettings, cache: MatcherCache, out_
         "model": settings.model, "num_matches": len(matches), "num_inliers": geometry["num_inliers"],
         "geometry": settings.geometry, "seconds_load": round(seconds_load, 3),
         "seconds_match": round(seconds_match, 3), "seconds_geometry": round(seconds_geometry, 3),
-        "size0": list(image0.size), "size1": list(image1.size),
+        "size0": "{}x{}".format(*image0.size), "size1": "{}x{}".format(*image1.size),
     }
     progress(0.9, f"{settings.model}: drawing")
     caption = title or settings.model
