@@ -40,6 +40,21 @@ class ModelEntry:
     weights: Mapping[str, WeightFile] = field(default_factory=dict)  # role ("matcher", "dinov2") -> file
     recipe: str | None = None  # "module:ATTRIBUTE" of its TrainingRecipe; None = not trainable
     weights_note: str = ""  # where the published weights are when code cannot fetch them (shown in errors)
+    sfm_options: Mapping[str, object] = field(default_factory=dict)  # options match-pairs uses unless overridden
+
+    def __post_init__(self):
+        from .models.contract import KINDS
+
+        if self.kind not in KINDS:
+            raise ValueError(f"model '{self.name}': kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+
+    def training_recipe(self):
+        """The model's :class:`~densematch.models.contract.TrainingRecipe` (imported on demand)."""
+        if self.recipe is None:
+            trainable = ", ".join(e.name for e in _ENTRIES if e.recipe is not None)
+            raise UnknownModelError(f"model '{self.name}' cannot be trained; trainable models: {trainable}")
+        module_name, attribute = self.recipe.split(":")
+        return getattr(importlib.import_module(module_name), attribute)
 
     def build(self, *args, **kwargs):
         module_name, func_name = self.factory.split(":")
@@ -55,7 +70,18 @@ DINOV2_VITL14 = WeightFile(
     sha256="d5383ea8f4877b2472eb973e0fd72d557c7da5d3611bd527ceeb1d7162cbf428",
 )
 
+_RECIPES = "densematch.models.roma.recipe"
+
 _ENTRIES = (
+    ModelEntry(
+        name="sift",
+        factory="densematch.matchers.classical:sift",
+        description="OpenCV SIFT + ratio test (classical baseline, no weights)",
+        kind="classical",
+        # COLMAP's SIFT matching for SfM: RootSIFT, mutual nearest neighbours with Lowe's ratio test
+        # (on multiview_sacre_coeur the mutual check triples the 3D points)
+        sfm_options={"root_sift": True, "mutual": True},
+    ),
     ModelEntry(
         name="roma_outdoor",
         factory="densematch.models.roma.zoo:roma_outdoor",
@@ -68,6 +94,7 @@ _ENTRIES = (
             ),
             "dinov2": DINOV2_VITL14,
         },
+        recipe=f"{_RECIPES}:ROMA",
     ),
     ModelEntry(
         name="roma_indoor",
@@ -77,6 +104,7 @@ _ENTRIES = (
             "matcher": WeightFile(url=f"{_ROMA_STORAGE}/roma_indoor.pth", file_name="roma_indoor.pth"),
             "dinov2": DINOV2_VITL14,
         },
+        recipe=f"{_RECIPES}:ROMA",
     ),
     ModelEntry(
         name="l2mpp",
@@ -94,6 +122,7 @@ _ENTRIES = (
                 key_prefixes_to_strip=("module.", "model."),
             ),
         },
+        recipe=f"{_RECIPES}:ROMA",
     ),
     ModelEntry(
         name="tiny_roma_v1_outdoor",
@@ -104,6 +133,7 @@ _ENTRIES = (
                 url=f"{_ROMA_STORAGE}/tiny_roma_v1_outdoor.pth", file_name="tiny_roma_v1_outdoor.pth"
             ),
         },
+        recipe=f"{_RECIPES}:TINY_ROMA",
     ),
 )
 

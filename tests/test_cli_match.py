@@ -32,7 +32,7 @@ def test_match_writes_matches_picture_and_summary(shared_data, tmp_path, capsys)
     "argv, message",
     [
         (["missing.jpg", "missing.jpg", "--model", "sift"], "image file not found: missing.jpg"),
-        (["IMG", "IMG", "--model", "no_such_model"], "unknown matcher 'no_such_model'"),
+        (["IMG", "IMG", "--model", "no_such_model"], "unknown model 'no_such_model'"),
     ],
 )
 def test_bad_input_is_a_clear_error(shared_data, tmp_path, capsys, argv, message):

@@ -302,7 +302,7 @@ def test_synthetic_source_is_detected_resized_and_keeps_the_engine_mask(tmp_path
         json.dumps({"pairs": [{"image0": "a", "depth0": "d", "depth1": "e", "valid0": "v"}]})
     )
     source = open_source(str(folder), (48, 64))
-    assert source.kind == "synthetic" and source.targets == "both"
+    assert source.kind == "synthetic"
     sample = source.pairs.sample(1, np.random.default_rng(0))
     assert sample["image0"].shape == (3, 48, 64) and sample["depth1"].shape == (48, 64)
     H = resized_homography(FakeSyntheticPairs(folder).scene.H_0to1, (96, 72), (64, 48), (96, 72), (64, 48))

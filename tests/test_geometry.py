@@ -12,6 +12,7 @@ from densematch.geometry import (
     ESTIMATORS,
     RansacConfig,
     apply_homography,
+    epipolar_precision,
     essential_from_pose,
     estimate_fundamental,
     estimate_homography,
@@ -169,3 +170,16 @@ def test_homography_estimation(method):
     assert estimate is not None and estimate.num_inliers == 150
     assert homography_corner_error(estimate.H, H, (640, 480)) < 0.01
     assert estimate_homography(uv0[:3], uv1[:3]) is None
+
+
+def test_epipolar_precision_counts_the_matches_on_their_epipolar_lines():
+    T = pose([0.05, -0.1, 0.02], [0.5, 0.1, 0.05])
+    uv0, uv1 = scene(T, n=200, outliers=50)
+    assert 150 / 200 <= epipolar_precision(uv0, uv1, K0, K1, T) <= 155 / 200  # a random outlier may fall near its line
+    assert epipolar_precision(uv0[50:], uv1[50:], K0, K1, T) == 1.0
+    # a 2 px shift across the epipolar line: squared normalised error ~ 2 * (2 / 550)^2 = 2.6e-5 < 5e-4,
+    # 40 px: ~ 1e-2 > 5e-4
+    normal = np.array([[0.0, 1.0]])
+    assert epipolar_precision(uv0[50:], uv1[50:] + 2 * normal, K0, K1, T) > 0.9
+    assert epipolar_precision(uv0[50:], uv1[50:] + 40 * normal, K0, K1, T) < 0.1
+    assert epipolar_precision(np.zeros((0, 2)), np.zeros((0, 2)), K0, K1, T) == 0.0

@@ -14,7 +14,7 @@ import torch
 from train_helpers import PlaneScene, apply_homography
 
 from densematch.conventions import normalized_grid, normalized_to_pixel, pixel_to_normalized
-from densematch.train.losses import (
+from densematch.models.roma.loss import (
     RomaLoss,
     RomaLossConfig,
     TinyRomaLoss,
@@ -22,7 +22,7 @@ from densematch.train.losses import (
     charbonnier,
     nearest_anchor,
 )
-from densematch.train.targets import TargetConfig, depth_targets, ground_truth_at, warp_targets
+from densematch.models.roma.targets import TargetConfig, depth_targets, ground_truth_at, warp_targets
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -8,10 +8,20 @@ import torch
 import densematch
 from densematch.registry import get_entry
 
-SPEC = {"tiny_roma_v1_outdoor": "tiny_roma_v1_keys.tsv"}
+# the published key list of each registered model that has one in shared/spec
+SPEC = {
+    "roma_outdoor": "roma_checkpoint_keys.tsv",
+    "roma_indoor": "roma_checkpoint_keys.tsv",
+    "l2mpp": "roma_checkpoint_keys.tsv",
+    "tiny_roma_v1_outdoor": "tiny_roma_v1_keys.tsv",
+}
 
 
-@pytest.mark.parametrize("name", densematch.list_models())
+def test_every_model_with_a_spec_is_registered():
+    assert set(SPEC) <= set(densematch.list_models())
+
+
+@pytest.mark.parametrize("name", sorted(SPEC))
 def test_registered_model_layout(name, shared_dir):
     entry = get_entry(name)
     assert entry.weights["matcher"].url.startswith("https://")
@@ -22,7 +32,7 @@ def test_registered_model_layout(name, shared_dir):
     else:
         device = "cpu"
     model = densematch.load(name, device=device, **kwargs)
-    rows = (shared_dir / "spec" / SPEC.get(name, "roma_checkpoint_keys.tsv")).read_text().splitlines()[1:]
+    rows = (shared_dir / "spec" / SPEC[name]).read_text().splitlines()[1:]
     expected = [(r.split("\t")[0], r.split("\t")[1]) for r in rows]
     got = [(k, "[" + ",".join(str(d) for d in v.shape) + "]") for k, v in model.state_dict().items()]
     assert got == expected

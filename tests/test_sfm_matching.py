@@ -197,7 +197,7 @@ def test_two_ray_workers_write_byte_identical_datasets(tmp_path, collection, cap
 def test_bad_matcher_names_and_weights_are_reported_before_any_work(tmp_path):
     from densematch.errors import UnknownModelError, WeightsError
 
-    with pytest.raises(UnknownModelError, match="unknown matcher 'nope'"):
+    with pytest.raises(UnknownModelError, match="unknown model 'nope'"):
         MatcherSpec("nope")
     with pytest.raises(DensematchError, match="no weights"):
         MatcherSpec("sift", weights="x.pth")

@@ -15,12 +15,16 @@ import densematch.train.run as run_module
 from densematch.cli import main as cli_main
 from densematch.data.homography import HomographyConfig, HomographyPairs
 from densematch.errors import DensematchError, UnknownModelError
+from densematch.models.roma.targets import ground_truth_at
 from densematch.train import TrainConfig, Trainer, get_recipe
-from densematch.train.config import TrainConfigError, group_learning_rates, resolved_resolution
-from densematch.train.run import make_loss
+from densematch.train.config import (
+    TrainConfigError,
+    group_learning_rates,
+    resolved_resolution,
+    resolved_schedule,
+)
 from densematch.train.sampling import ConcatPairs, PairStream, StepBatches, scene_weights
 from densematch.train.sources import TrainingSource
-from densematch.train.targets import ground_truth_at
 from densematch.train.trainer import build_optimizer
 from densematch.weights import load_strict, read_state_dict
 
@@ -62,7 +66,7 @@ def make_trainer(config: TrainConfig, model=None, seed: int = 0, context=None) -
     """The trainer of ``config`` with a stand-in model of the recipe's family."""
     if model is None:
         torch.manual_seed(seed)
-        model = StandInTinyRoma() if get_recipe(config.model).loss == "tiny_roma" else StandInRoma()
+        model = StandInTinyRoma() if config.model.startswith("tiny_roma") else StandInRoma()
     return run_module.make_trainer(config, model=model, context=context)
 
 
@@ -93,11 +97,12 @@ def test_training_improves_matching(image_dir, tmp_path):
     before = epe_px(model)
     trainer = Trainer(
         model,
-        [TrainingSource("mild", "homography", ConcatPairs([pairs]), "warp")],
+        [TrainingSource("mild", "homography", ConcatPairs([pairs]))],
         config,
-        loss_for=lambda s, r: make_loss(recipe, s, r),
+        loss_for=lambda s, r: recipe.build_loss(s.kind, r),
         groups=recipe.groups,
         rates=group_learning_rates(config, recipe),
+        schedule=resolved_schedule(config, recipe),
     )
     result = trainer.fit()
     assert result.step == 40 and [m["step"] for m in read_metrics(result.metrics)] == [10, 20, 30, 40]
@@ -194,9 +199,9 @@ def test_learning_rates_and_resolutions():
     assert group_learning_rates(replace(base, lr_backbone=1e-6), roma)["backbone"] == 1e-6
     with pytest.raises(TrainConfigError, match="backbone"):
         group_learning_rates(replace(base, model="tiny_roma_v1_outdoor", lr_backbone=1e-6), tiny)
-    assert resolved_resolution(base, roma) == (560, 560)
+    assert resolved_resolution(base, roma, 14) == (560, 560)
     with pytest.raises(TrainConfigError, match="multiples of 32"):
-        resolved_resolution(replace(base, resolution=(100, 96)), tiny)
+        resolved_resolution(replace(base, resolution=(100, 96)), tiny, 32)
     with pytest.raises(TrainConfigError, match="steps"):
         replace(base, steps=-1)
     with pytest.raises(UnknownModelError, match="trainable models"):
@@ -204,7 +209,7 @@ def test_learning_rates_and_resolutions():
 
 
 def test_build_optimizer_rejects_unmatched_parameters():
-    from densematch.train.config import ParamGroup
+    from densematch.models.contract import ParamGroup
 
     model = StandInRoma()
     with pytest.raises(ValueError, match="matches no parameter group"):
@@ -275,7 +280,16 @@ def test_cli_trains_and_resumes(image_dir, tmp_path, monkeypatch, capsys):
     ]
     assert cli_main(args) == 0
     assert "step 3" in capsys.readouterr().out
-    assert {p.name for p in out.iterdir()} >= {"last.pth", "checkpoint.pth", "config.json", "metrics.jsonl"}
+    assert {p.name for p in out.iterdir()} >= {"last.pth", "checkpoint.pth", "config.json", "metrics.jsonl",
+                                              "loss_curve.png"}
+    effective = json.loads((out / "config.json").read_text())["effective"]
+    assert effective["resolution"] == [64, 64] and effective["schedule"]["grad_clip"] == 0.01
+    assert effective["input"] == {"channels": "rgb", "normalisation": "unit", "size_multiple": 32}
+    assert effective["sources"][0]["kind"] == "homography"
+    import cv2
+
+    curve = cv2.imread(str(out / "loss_curve.png"))
+    assert curve.shape == (360, 720, 3) and (curve[..., 0] != curve[..., 2]).any()  # the blue line is drawn
     assert cli_main(args) == 2  # refuses to overwrite
     assert "already holds" in capsys.readouterr().err
     assert cli_main([*args[:5], "5", *args[6:], "--resume"]) == 2  # other step count: refused, named

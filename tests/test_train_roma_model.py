@@ -6,10 +6,10 @@ import torch
 
 from densematch.conventions import normalized_grid
 from densematch.models.roma.config import PROJ_DIMS, RomaArchitecture
+from densematch.models.roma.loss import RomaLoss
 from densematch.models.roma.matcher import build_roma
-from densematch.train.losses import RomaLoss
-from densematch.train.targets import TargetConfig
-from densematch.train.trainer import model_inputs
+from densematch.models.roma.targets import TargetConfig
+from densematch.train.trainer import prepared_batch
 
 SMALL = RomaArchitecture(dinov2="vits14", proj_dims={**PROJ_DIMS, 16: (384, 512)})
 
@@ -20,7 +20,7 @@ def test_roma_training_step_reaches_every_trainable_part():
     image = torch.rand(2, 3, 56, 56)
     batch = {"image0": image, "image1": image.clone(), "warp0": normalized_grid(56, 56)[None].repeat(2, 1, 1, 1),
              "valid0": torch.ones(2, 56, 56, dtype=torch.bool)}
-    corresps = model(model_inputs(batch, "imagenet"))
+    corresps = model.training_forward(prepared_batch(batch, model))
     assert sorted(corresps) == [1, 2, 4, 8, 16]
     assert corresps[16]["gm_cls"].shape == (2, 64 * 64, 4, 4)  # one direction, not the symmetric 2B
     assert corresps[1]["flow"].shape == (2, 2, 56, 56) and corresps[1]["certainty"].shape == (2, 1, 56, 56)

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from densematch.models.contract import InputSpec
+
 
 def rotation(rx: float, ry: float, rz: float) -> np.ndarray:
     """Rotation matrix from small angles (radians) about x, y, z."""
@@ -104,8 +106,17 @@ class _Refiner(nn.Module):
         return flow + 0.1 * delta[:, :2], delta[:, 2:]
 
 
-class StandInTinyRoma(nn.Module):
+class _Contract:
+    """The model contract's training side, as the RoMa family has it (densematch.models.api.RomatchAPI)."""
+
+    def training_forward(self, batch):
+        return self({"im_A": batch["image0"], "im_B": batch["image1"]})
+
+
+class StandInTinyRoma(_Contract, nn.Module):
     """Tiny-RoMa-shaped: softmax matching at stride 8, refinement at 8 and 4 -> ``corresps[8], [4]``."""
+
+    input_spec = InputSpec(channels="rgb", normalisation="unit", size_multiple=32)
 
     def __init__(self, dim: int = 8):
         super().__init__()
@@ -134,11 +145,13 @@ class StandInTinyRoma(nn.Module):
         }
 
 
-class StandInRoma(nn.Module):
+class StandInRoma(_Contract, nn.Module):
     """RoMa-shaped: anchor classification (8 x 8 anchors) at scale 16, refinement at 16, 8 and 4.
 
     Its parameter names mimic RoMa's groups: ``encoder.cnn.*`` (backbone), ``encoder.dinov2.*`` (frozen).
     """
+
+    input_spec = InputSpec(channels="rgb", normalisation="imagenet", size_multiple=16)
 
     def __init__(self, dim: int = 8, anchors: int = 8):
         super().__init__()

@@ -1,7 +1,8 @@
-"""Train a RoMa-family model on synthetic, homography, MegaDepth or ScanNet pairs.
+"""Train a registered model on synthetic, homography, MegaDepth or ScanNet pairs.
 
 Writes OUTPUT/last.pth (load it with densematch.load(MODEL, weights=...) or --weights), OUTPUT/checkpoint.pth
-(for --resume), OUTPUT/config.json and OUTPUT/metrics.jsonl. --steps 0 writes the initial model.
+(for --resume), OUTPUT/config.json (every effective setting), OUTPUT/metrics.jsonl and OUTPUT/loss_curve.png.
+--steps 0 writes the initial model.
 Several GPUs: torchrun --nproc_per_node=N -m densematch train ... (--batch-size is the global batch).
 """
 
@@ -44,8 +45,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="learning rate of the CNN backbone (RoMa's VGG; default: published ratio to --lr)",
     )
-    parser.add_argument("--weight-decay", type=float, default=0.01)
-    parser.add_argument("--grad-clip", type=float, default=0.01, help="max gradient norm")
+    parser.add_argument("--preset", help="a named variant of the model's recipe (e.g. s2ld: train, test)")
+    parser.add_argument("--weight-decay", type=float, help="AdamW weight decay (default: the recipe's)")
+    parser.add_argument("--grad-clip", type=float, help="max gradient norm (default: the recipe's)")
+    parser.add_argument("--warmup-steps", type=int, help="linear lr warm-up steps (default: the recipe's)")
+    parser.add_argument("--lr-milestones", help="comma-separated fractions of --steps at which the lr drops "
+                        "(default: the recipe's)")
+    parser.add_argument("--lr-gamma", type=float, help="lr factor at each milestone (default: the recipe's)")
     parser.add_argument(
         "--amp",
         choices=("auto", "off", "fp16", "bf16"),
@@ -83,6 +89,11 @@ def run(args: argparse.Namespace) -> int:
         resolution = parse_resolution(args.resolution) if args.resolution else None
     except ValueError as exc:
         raise TrainConfigError(f"bad --resolution '{args.resolution}': {exc}") from None
+    try:
+        milestones = (tuple(float(v) for v in args.lr_milestones.split(",")) if args.lr_milestones else None)
+    except ValueError:
+        raise TrainConfigError(f"bad --lr-milestones '{args.lr_milestones}': expected fractions like 0.5,0.75") \
+            from None
     config = TrainConfig(
         model=args.model,
         data=tuple(args.data),
@@ -92,8 +103,12 @@ def run(args: argparse.Namespace) -> int:
         resolution=resolution,
         lr=args.lr,
         lr_backbone=args.lr_backbone,
+        preset=args.preset,
         weight_decay=args.weight_decay,
         grad_clip=args.grad_clip,
+        warmup_steps=args.warmup_steps,
+        lr_milestones=milestones,
+        lr_gamma=args.lr_gamma,
         amp=args.amp,
         seed=args.seed,
         init=args.init,

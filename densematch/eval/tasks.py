@@ -4,7 +4,10 @@ relative_pose
     Matches (rescaled to the evaluation resolution) -> essential matrix -> ``R, t``
     (:func:`densematch.geometry.estimate_relative_pose`). Row: ``R``, ``t``, ``err_R_deg``,
     ``err_t_deg``, ``err_deg = max`` of the two (``None`` on failure). Summary: ``auc@5``, ``auc@10``,
-    ``auc@20`` in percent (:func:`~densematch.eval.metrics.error_auc`, failures = infinite error).
+    ``auc@20`` in percent (:func:`~densematch.eval.metrics.error_auc`, failures = infinite error), and
+    LoFTR's matching precision ``precision@5e-4`` (row ``precision``: fraction of matches with squared
+    normalised symmetric epipolar error < 5e-4 under the GT pose, :func:`~densematch.geometry.epipolar_precision`;
+    mean over pairs in percent, as the LoFTR / S2LD / IMAMatch tables).
     With dense ground truth (``depth0`` + ``valid0``) also ``pck@1px``, ``pck@3px``, ``pck@5px`` of
     the dense warp: per pair the fraction of valid GT pixels whose predicted image-1 position is
     within k px of the GT warp ``warp_from_depth(depth0, K0, K1, T_0to1)``, averaged over pairs.
@@ -34,6 +37,7 @@ from PIL import Image
 from ..errors import InputShapeError
 from ..geometry import (
     RansacConfig,
+    epipolar_precision,
     estimate_fundamental,
     estimate_homography,
     estimate_relative_pose,
@@ -89,6 +93,7 @@ def evaluate_pose_pair(pair: BenchmarkPair, prediction: Prediction, estimator: R
     kpts0, kpts1 = rescale_pixels(m.kpts0, pair.eval_scale0), rescale_pixels(m.kpts1, pair.eval_scale1)
     estimate = estimate_relative_pose(kpts0, kpts1, K0, K1, estimator)
     row = _common_row(pair, prediction)
+    row["precision"] = epipolar_precision(kpts0, kpts1, K0, K1, pair.gt["T_0to1"])
     if estimate is None:
         row.update(num_inliers=0, R=None, t=None, err_R_deg=None, err_t_deg=None, err_deg=None)
     else:
@@ -231,6 +236,8 @@ def summarize(task: str, rows: list[dict]) -> dict:
         aucs = _percent(error_auc([r["err_deg"] for r in rows], POSE_AUC_THRESHOLDS_DEG))
         summary.update({f"auc@{t}": a for t, a in zip(POSE_AUC_THRESHOLDS_DEG, aucs, strict=True)})
         summary["num_failed"] = sum(r["err_deg"] is None for r in rows)
+        precision = _mean(rows, "precision")
+        summary["precision@5e-4"] = None if precision is None else round(100.0 * precision, 4)
         if any(f"pck@{PCK_THRESHOLDS_PX[0]}px" in r for r in rows):
             for k in PCK_THRESHOLDS_PX:
                 value = _mean(rows, f"pck@{k}px")

@@ -10,6 +10,7 @@ romatch-compatible ``model.to_pixel_coordinates`` have the top-left *corner* at 
 from .camera import mean_focal, normalize_points, rescale_intrinsics, rescale_pixels
 from .epipolar import (
     FundamentalEstimate,
+    epipolar_precision,
     essential_from_pose,
     estimate_fundamental,
     fundamental_from_pose,
@@ -40,6 +41,7 @@ __all__ = [
     "RansacConfig",
     "RelativePose",
     "apply_homography",
+    "epipolar_precision",
     "essential_from_pose",
     "estimate_fundamental",
     "estimate_homography",

@@ -1,45 +1,66 @@
-"""Tool-level matchers: the classical ``sift`` baseline and every registered learned model."""
+"""Tool-level matchers: every registry entry as a :class:`PairMatcher`, chosen by the entry's kind.
+
+=============  ==============================================  =========================================
+kind           adapter                                          ``num`` means
+=============  ==============================================  =========================================
+``dense``      :class:`~.dense.DenseModelMatcher`               correspondences sampled per pair (5000)
+``matches``    :class:`~.correspondences.CorrespondenceMatcher`  at most this many, best scores (all)
+``classical``  the factory's own matcher (``sift``)             keypoints per image (8192)
+=============  ==============================================  =========================================
+"""
 
 from __future__ import annotations
 
 from ..errors import ConfigError
 from .base import DenseField, Matches, PairMatcher
 
-CLASSICAL = ("sift",)
+DEFAULT_NUM = {"dense": 5000, "matches": None, "classical": None}  # None: the model's / factory's default
 
 
 def list_matchers() -> list[str]:
-    """Names accepted by :func:`get_matcher`: the classical baselines and every registered model."""
+    """Names accepted by :func:`get_matcher`: every registered model, classical baselines included."""
     from ..registry import list_models
 
-    return sorted(CLASSICAL) + list_models()
+    return list_models()
 
 
-def get_matcher(name: str, device="cpu", weights=None, num: int = 5000, seed: int = 0, **model_kwargs) -> PairMatcher:
-    """Build a :class:`PairMatcher` by name.
+def resolve_device(device) -> str:
+    """``"auto"`` (or None) -> ``"cuda"`` when a GPU is available, else ``"cpu"``; anything else as given."""
+    if device is None or device == "auto":
+        import torch
 
-    ``num`` is the number of correspondences sampled from dense matchers (the cap for sparse ones);
-    ``seed`` makes dense sampling reproducible. Further keyword arguments go to the model factory
-    (e.g. ``coarse_res=280``).
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def get_matcher(name: str, device="cpu", weights=None, num: int | None = None, seed: int = 0,
+                **options) -> PairMatcher:
+    """Build the registered model ``name`` as a :class:`PairMatcher`.
+
+    ``num``: see the table above (None = the kind's default); ``seed`` makes dense sampling reproducible.
+    Further keyword arguments are the model's options (e.g. ``coarse_res=280``, ``resize=640``), passed to
+    its factory, which rejects unknown ones.
     """
-    if name == "sift":
-        from .sift import SiftMatcher
+    from ..registry import get_entry
 
-        if weights is not None:
-            raise ValueError("the 'sift' matcher has no weights")
-        return SiftMatcher(max_keypoints=max(num, 1), **model_kwargs)
-    from ..errors import UnknownModelError
-    from ..registry import MODELS
-    from .dense import DenseModelMatcher
-
-    if name not in MODELS:
-        raise UnknownModelError(f"unknown matcher '{name}'; available: {', '.join(list_matchers())}")
-
+    entry = get_entry(name)
+    if num is not None and int(num) < 1:
+        raise ConfigError(f"num must be >= 1, got {num}")
+    device = resolve_device(device)
+    if entry.kind == "classical":
+        return entry.build(device, weights=weights, num=num, **options)
     try:
-        model = MODELS[name].build(device, weights=weights, **model_kwargs)
+        model = entry.build(device, weights=weights, **options)
     except TypeError as exc:
         raise ConfigError(f"bad options for model '{name}': {exc}") from exc
-    return DenseModelMatcher(model, name=name, num=num, seed=seed)
+    num = DEFAULT_NUM[entry.kind] if num is None else num
+    if entry.kind == "dense":
+        from .dense import DenseModelMatcher
+
+        return DenseModelMatcher(model, name=name, num=num, seed=seed)
+    from .correspondences import CorrespondenceMatcher
+
+    return CorrespondenceMatcher(model, name=name, num=num, seed=seed)
 
 
 __all__ = ["DenseField", "Matches", "PairMatcher", "get_matcher", "list_matchers"]

@@ -8,7 +8,7 @@ Dense matchers can also return a :class:`DenseField`.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,6 +26,8 @@ class Matches:
     scores: np.ndarray  # (N,) float64, higher is more confident (certainty for dense matchers)
     size0: tuple[int, int]  # (width, height) of image 0
     size1: tuple[int, int]  # (width, height) of image 1
+    # what the matcher said besides the matches, e.g. {"reverse": True} when IMAMatch used image 1 as query
+    info: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.kpts0 = np.asarray(self.kpts0, dtype=np.float64).reshape(-1, 2)

@@ -17,9 +17,15 @@ from ..sampling import balanced_sample
 
 
 class RomatchAPI:
+    kind = "dense"  # the model contract (densematch.models.contract)
     sample_mode: str = "threshold_balanced"
     sample_thresh: float = 0.05
     kde_stride: int = 1
+
+    def training_forward(self, batch: dict) -> dict:
+        """The contract's training forward: ``batch["image0"/"image1"]`` ``(B, 3, H, W)`` prepared by the
+        trainer per ``input_spec`` -> ``corresps`` (every scale, as romatch's training forward)."""
+        return self({"im_A": batch["image0"], "im_B": batch["image1"]})
 
     def sample(self, matches: torch.Tensor, certainty: torch.Tensor, num: int = 10000,
                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:

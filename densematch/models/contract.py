@@ -30,14 +30,15 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
+if TYPE_CHECKING:  # torch is imported by the functions that need it: importing the contract stays cheap
+    import torch
 
 KINDS = ("dense", "matches", "classical")
 
 # sum over processes of a tensor of counts (identity in a single process): DDP-exact means
-CountReducer = Callable[[torch.Tensor], torch.Tensor]
+CountReducer = Callable[["torch.Tensor"], "torch.Tensor"]
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,8 @@ def identity_reducer(counts: torch.Tensor) -> torch.Tensor:
 
 def masked_mean(values: torch.Tensor, mask: torch.Tensor, reduce: CountReducer | None = None) -> torch.Tensor:
     """``sum(values[mask]) / count`` with the count summed over processes (0 when nothing is masked in)."""
+    import torch
+
     reduce = reduce or identity_reducer
     count = reduce(mask.sum().to(values.dtype).detach())
     return torch.where(count > 0, (values * mask).sum() / count.clamp(min=1), values.sum() * 0)

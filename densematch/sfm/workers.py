@@ -29,9 +29,6 @@ from .loading import ImageCache, prefetched
 
 KINDS = ("keypoints", "dense")
 
-# Matcher options used for SfM unless overridden: COLMAP's SIFT matching (RootSIFT, mutual nearest
-# neighbours with Lowe's ratio test). On multiview_sacre_coeur the mutual check triples the 3D points.
-SFM_DEFAULT_OPTIONS = {"sift": {"root_sift": True, "mutual": True}}
 
 
 @dataclass(frozen=True)
@@ -39,8 +36,9 @@ class MatcherSpec:
     """How each worker builds its own matcher (matchers are never sent between processes).
 
     ``kind`` is ``"keypoints"`` for detector-based matchers (per-image keypoints and descriptors,
-    matched by descriptor: ``sift``) and ``"dense"`` for matchers that return correspondences per
-    pair (RoMa family), whose points are snapped to shared keypoints afterwards.
+    matched by descriptor: the registry's ``classical`` entries) and ``"dense"`` for matchers that return
+    correspondences per pair (RoMa family, S2LD, IMAMatch, XFeat), whose points are snapped to shared
+    keypoints afterwards.
     """
 
     name: str  # a name accepted by densematch.get_matcher (or a label for ``factory``)
@@ -48,35 +46,41 @@ class MatcherSpec:
     num: int = 5000  # correspondences sampled per pair (dense) / keypoint cap per image (sift)
     seed: int = 0  # seed of the dense sampling
     device: str | None = None  # None: "cuda" when the worker sees a GPU, else "cpu"
-    options: tuple[tuple[str, Any], ...] = ()  # keyword arguments of get_matcher (over SFM_DEFAULT_OPTIONS)
+    options: tuple[tuple[str, Any], ...] = ()  # keyword arguments of get_matcher (over the entry's sfm_options)
     factory: Callable[[str], PairMatcher] | None = field(default=None, compare=False)  # factory(device)
-    kind: str | None = None  # None: "keypoints" for sift, "dense" otherwise
+    kind: str | None = None  # None: "keypoints" for classical registry entries, "dense" otherwise
 
     def __post_init__(self):
         """Check the name and weights in the driver, before any worker starts."""
         if self.factory is not None:
             return
-        from ..errors import UnknownModelError, WeightsError
-        from ..matchers import list_matchers
+        from ..errors import WeightsError
+        from ..registry import get_entry
 
-        if self.name not in list_matchers():
-            raise UnknownModelError(f"unknown matcher '{self.name}'; known: {', '.join(list_matchers())}")
-        if self.weights is not None and self.name == "sift":
-            raise DensematchError("the 'sift' matcher has no weights; drop --weights")
+        entry = get_entry(self.name)
+        if self.weights is not None and not entry.weights:
+            raise DensematchError(f"the '{self.name}' matcher has no weights; drop --weights")
         if self.weights is not None and not os.path.isfile(self.weights):
             raise WeightsError(f"weights file not found: {self.weights}")
 
     @property
     def resolved_kind(self) -> str:
-        kind = self.kind or ("keypoints" if self.name == "sift" else "dense")
+        if self.kind is None and self.factory is None:
+            from ..registry import get_entry
+
+            kind = "keypoints" if get_entry(self.name).kind == "classical" else "dense"
+        else:
+            kind = self.kind or "dense"
         if kind not in KINDS:
             raise DensematchError(f"unknown matcher kind '{kind}'; expected one of {', '.join(KINDS)}")
         return kind
 
     @property
     def effective_options(self) -> dict[str, Any]:
-        """``options`` on top of the SfM defaults of this matcher name (none for custom factories)."""
-        defaults = {} if self.factory is not None else SFM_DEFAULT_OPTIONS.get(self.name, {})
+        """``options`` on top of the registry entry's ``sfm_options`` (none for custom factories)."""
+        from ..registry import get_entry
+
+        defaults = {} if self.factory is not None else dict(get_entry(self.name).sfm_options)
         return {**defaults, **dict(self.options)}
 
     def describe(self) -> dict:

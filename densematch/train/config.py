@@ -1,94 +1,40 @@
-"""What a training run is (``TrainConfig``) and how each registered model is trained (``ModelRecipe``).
+"""What a training run is (``TrainConfig``) and how it meets the recipe of the model it trains.
 
-How registry names map to training (the published recipes, ``experiments/train_*.py`` of romatch):
-
-===========================  =========  ==========  ==========  ============================================
-model                        loss       input       resolution  parameter groups (lr per 8 pairs of batch)
-===========================  =========  ==========  ==========  ============================================
-``roma_outdoor``             RoMa       ImageNet    560 x 560   VGG ``encoder.cnn.*`` 5e-6; rest 1e-4;
-``roma_indoor``, ``l2mpp``             normalised              DINOv2 (any name with ``dinov2``) frozen
-``tiny_roma_v1_outdoor``     Tiny RoMa  [0, 1]      768 x 1024  everything (XFeat included) 1e-4
-===========================  =========  ==========  ==========  ============================================
-
-All: AdamW with weight decay 0.01, ``MultiStepLR`` with one milestone at 90 % of the steps (gamma 0.1),
-gradient clipping at norm 0.01, fp16 autocast + ``GradScaler`` (growth interval 1e6, scale floored at 1)
-on CUDA. RoMa's ScanNet batches use the certainty weight 0 (``experiments/roma_indoor.py``).
-The learning rates scale linearly with the global batch size (romatch: ``STEP_SIZE * lr / 8``).
+Each registered model declares its published recipe (a :class:`~densematch.models.contract.TrainingRecipe`
+named by its registry entry: loss, supervision, parameter groups, optimiser/schedule preset, named
+presets); this module only resolves a run's settings against it: every ``None`` field of
+:class:`TrainConfig` means "the recipe's value".
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from types import MappingProxyType
+from dataclasses import dataclass
 
-from ..errors import DensematchError, UnknownModelError
+from ..errors import DensematchError
+from ..models.contract import Schedule, TrainingRecipe
 
 
 class TrainConfigError(DensematchError, ValueError):
     """A training setting is invalid or does not fit the model."""
 
 
-@dataclass(frozen=True)
-class ParamGroup:
-    """Parameters whose names start with one of ``prefixes`` ("" matches all the rest)."""
+def get_recipe(name: str, preset: str | None = None) -> TrainingRecipe:
+    """The training recipe of the registered model ``name`` (with the named ``preset`` applied)."""
+    from ..registry import get_entry
 
-    name: str  # "backbone" or "main"; --lr sets "main", --lr-backbone sets "backbone"
-    prefixes: tuple[str, ...]
-    lr_per_8: float  # learning rate for a global batch of 8 pairs
-
-
-@dataclass(frozen=True)
-class ModelRecipe:
-    """How one registered model is trained."""
-
-    name: str
-    loss: str  # "roma" or "tiny_roma"
-    input_norm: str  # "imagenet" (RoMa encoders) or "unit" (images in [0, 1], Tiny RoMa)
-    resolution: tuple[int, int]  # default (H, W) of the training pairs
-    resolution_multiple: int  # H and W must be multiples of this
-    groups: tuple[ParamGroup, ...]  # first matching group wins
-    frozen: tuple[str, ...] = ()  # parameters whose names contain one of these are not trained
-    build_kwargs: Mapping[str, object] = field(default_factory=dict)  # extra factory arguments for training
-    no_certainty_kinds: tuple[str, ...] = ()  # data kinds trained with certainty weight 0
-
-
-_ROMA_GROUPS = (ParamGroup("backbone", ("encoder.cnn.",), 5e-6), ParamGroup("main", ("",), 1e-4))
-_ROMA = dict(
-    loss="roma",
-    input_norm="imagenet",
-    resolution=(560, 560),
-    resolution_multiple=14,
-    groups=_ROMA_GROUPS,
-    frozen=("dinov2",),
-    no_certainty_kinds=("scannet",),
-)
-
-RECIPES: Mapping[str, ModelRecipe] = MappingProxyType(
-    {
-        "roma_outdoor": ModelRecipe(name="roma_outdoor", **_ROMA),
-        "roma_indoor": ModelRecipe(name="roma_indoor", **_ROMA),
-        "l2mpp": ModelRecipe(name="l2mpp", **_ROMA),
-        "tiny_roma_v1_outdoor": ModelRecipe(
-            name="tiny_roma_v1_outdoor",
-            loss="tiny_roma",
-            input_norm="unit",
-            resolution=(768, 1024),
-            resolution_multiple=32,
-            groups=(ParamGroup("main", ("",), 1e-4),),
-        ),
-    }
-)
-
-
-def get_recipe(name: str) -> ModelRecipe:
-    try:
-        return RECIPES[name]
-    except KeyError:
-        raise UnknownModelError(
-            f"no training recipe for model '{name}'; trainable models: {', '.join(sorted(RECIPES))}"
-        ) from None
+    recipe = get_entry(name).training_recipe()
+    if preset is None:
+        return recipe
+    if preset not in recipe.presets:
+        known = ", ".join(sorted(recipe.presets)) or "none"
+        raise TrainConfigError(f"model '{name}' has no training preset '{preset}'; presets: {known}")
+    changes = dict(recipe.presets[preset])
+    for key in ("loss_options", "build_kwargs"):
+        if key in changes:
+            changes[key] = {**getattr(recipe, key), **changes[key]}
+    return dataclasses.replace(recipe, **changes)
 
 
 @dataclass(frozen=True)
@@ -103,10 +49,12 @@ class TrainConfig:
     resolution: tuple[int, int] | None = None  # (H, W); None = the recipe's
     lr: float | None = None  # main learning rate; None = lr_per_8 * batch_size / 8
     lr_backbone: float | None = None  # backbone learning rate; None = published ratio to lr
-    weight_decay: float = 0.01
-    lr_milestone: float = 0.9  # fraction of the steps after which the lr is multiplied by lr_gamma
-    lr_gamma: float = 0.1
-    grad_clip: float = 0.01  # max global gradient norm
+    preset: str | None = None  # a named variant of the model's recipe (e.g. S2LD "train" / "test" loss weights)
+    weight_decay: float | None = None  # None = the recipe's (also for the next four)
+    lr_milestones: tuple[float, ...] | None = None  # fractions of the steps at which the lr is multiplied by lr_gamma
+    lr_gamma: float | None = None
+    warmup_steps: int | None = None
+    grad_clip: float | None = None  # max global gradient norm
     amp: str = "auto"  # "auto" (fp16 on CUDA, off on CPU), "off", "fp16", "bf16"
     seed: int = 0
     init: str | None = None  # None = random initialisation, "published" = published weights, else a file
@@ -133,8 +81,14 @@ class TrainConfig:
                 problems.append(f"{name} must be positive, got {getattr(self, name)}")
         if self.amp not in ("auto", "off", "fp16", "bf16"):
             problems.append(f"amp must be auto, off, fp16 or bf16, got {self.amp!r}")
-        if not 0 < self.lr_milestone <= 1:
-            problems.append(f"lr_milestone must be in (0, 1], got {self.lr_milestone}")
+        if self.lr_milestones is not None and not all(0 < m <= 1 for m in self.lr_milestones):
+            problems.append(f"lr_milestones must be fractions in (0, 1], got {list(self.lr_milestones)}")
+        for name in ("weight_decay", "warmup_steps"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("lr_gamma", "grad_clip"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
+                problems.append(f"{name} must be positive, got {getattr(self, name)}")
         if self.num_workers < 0:
             problems.append(f"num_workers must be >= 0, got {self.num_workers}")
         if problems:
@@ -144,6 +98,7 @@ class TrainConfig:
         values = dataclasses.asdict(self)
         values["data"] = list(self.data)
         values["resolution"] = list(self.resolution) if self.resolution else None
+        values["lr_milestones"] = list(self.lr_milestones) if self.lr_milestones is not None else None
         return values
 
     @classmethod
@@ -154,8 +109,9 @@ class TrainConfig:
             raise TrainConfigError(f"unknown training config fields: {', '.join(unknown)}")
         values = dict(values)
         values["data"] = tuple(values.get("data", ()))
-        if values.get("resolution") is not None:
-            values["resolution"] = tuple(values["resolution"])
+        for key in ("resolution", "lr_milestones"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
         return cls(**values)
 
     def differences(self, other: TrainConfig) -> list[str]:
@@ -168,18 +124,29 @@ class TrainConfig:
         ]
 
 
-def resolved_resolution(config: TrainConfig, recipe: ModelRecipe) -> tuple[int, int]:
-    """The training (H, W), checked against the model's size constraint."""
+def resolved_resolution(config: TrainConfig, recipe: TrainingRecipe, size_multiple: int) -> tuple[int, int]:
+    """The training (H, W): the run's or the recipe's, checked against the model's input size multiple."""
     height, width = config.resolution or recipe.resolution
-    m = recipe.resolution_multiple
-    if height % m or width % m:
+    if height % size_multiple or width % size_multiple:
         raise TrainConfigError(
-            f"{recipe.name} trains at resolutions that are multiples of {m}; got {height}x{width}"
+            f"{config.model} trains at resolutions that are multiples of {size_multiple}; got {height}x{width}"
         )
     return height, width
 
 
-def group_learning_rates(config: TrainConfig, recipe: ModelRecipe) -> dict[str, float]:
+def resolved_schedule(config: TrainConfig, recipe: TrainingRecipe) -> Schedule:
+    """The recipe's optimiser/schedule preset with the run's overrides."""
+    overrides = {
+        "weight_decay": config.weight_decay,
+        "milestones": config.lr_milestones,
+        "gamma": config.lr_gamma,
+        "warmup_steps": config.warmup_steps,
+        "grad_clip": config.grad_clip,
+    }
+    return dataclasses.replace(recipe.schedule, **{k: v for k, v in overrides.items() if v is not None})
+
+
+def group_learning_rates(config: TrainConfig, recipe: TrainingRecipe) -> dict[str, float]:
     """Learning rate of each parameter group of the recipe for this run's batch size and overrides."""
     published = {g.name: g.lr_per_8 * config.batch_size / 8 for g in recipe.groups}
     rates = dict(published)
@@ -187,6 +154,6 @@ def group_learning_rates(config: TrainConfig, recipe: ModelRecipe) -> dict[str, 
         rates = {name: config.lr * published[name] / published["main"] for name in published}
     if config.lr_backbone is not None:
         if "backbone" not in rates:
-            raise TrainConfigError(f"{recipe.name} has no separate backbone learning rate; use --lr")
+            raise TrainConfigError(f"{config.model} has no separate backbone learning rate; use --lr")
         rates["backbone"] = config.lr_backbone
     return rates

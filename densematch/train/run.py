@@ -1,4 +1,7 @@
-"""Training a registered model end to end: recipe, model, data sources, losses, trainer.
+"""Training a registered model end to end: its recipe, the model, data sources, losses, trainer.
+
+Nothing here knows a model by name: the registry entry names the recipe, the recipe names the loss, the
+model declares its input and its training forward (:mod:`densematch.models.contract`).
 
 >>> from densematch.train import TrainConfig, train
 >>> train(TrainConfig(model="tiny_roma_v1_outdoor", data=("images/",), output="runs/tiny", steps=300,
@@ -7,30 +10,25 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from torch import nn
 
-from .config import ModelRecipe, TrainConfig, get_recipe, group_learning_rates, resolved_resolution
+from ..models.contract import TrainingRecipe
+from .config import (
+    TrainConfig,
+    TrainConfigError,
+    get_recipe,
+    group_learning_rates,
+    resolved_resolution,
+    resolved_schedule,
+)
 from .distributed import DistributedContext, init_distributed, resolve_device, shutdown
-from .losses import CountReducer, RomaLoss, RomaLossConfig, TinyRomaLoss
-from .sources import TrainingSource, open_source
-from .targets import TargetConfig
+from .sources import open_source
 from .trainer import Trainer, TrainResult
 
 
-def make_loss(
-    recipe: ModelRecipe, source: TrainingSource, count_reducer: CountReducer | None = None
-) -> nn.Module:
-    """The published loss of ``recipe`` for one data source."""
-    targets = TargetConfig(source=source.targets)
-    if recipe.loss == "tiny_roma":
-        return TinyRomaLoss(targets=targets, count_reducer=count_reducer)
-    if recipe.loss == "roma":
-        ce_weight = 0.0 if source.kind in recipe.no_certainty_kinds else RomaLossConfig.ce_weight
-        return RomaLoss(RomaLossConfig(ce_weight=ce_weight), targets=targets, count_reducer=count_reducer)
-    raise ValueError(f"unknown loss '{recipe.loss}' in the recipe of {recipe.name}")
-
-
-def build_model(config: TrainConfig, recipe: ModelRecipe, device) -> nn.Module:
+def build_model(config: TrainConfig, recipe: TrainingRecipe, device) -> nn.Module:
     """The registered model, randomly initialised (or from ``config.init``), with frozen parts frozen.
 
     ``config.init``: None = random initialisation (the factory contract ``weights=False``; frozen
@@ -43,7 +41,10 @@ def build_model(config: TrainConfig, recipe: ModelRecipe, device) -> nn.Module:
     kwargs = dict(recipe.build_kwargs)
     if config.dinov2_weights is not None:
         kwargs["dinov2_weights"] = config.dinov2_weights
-    model = load(config.model, device=device, weights=weights, **kwargs)
+    try:
+        model = load(config.model, device=device, weights=weights, **kwargs)
+    except TypeError as exc:
+        raise TrainConfigError(f"cannot build '{config.model}' for training: {exc}") from exc
     freeze(model, recipe.frozen)
     return model
 
@@ -63,21 +64,34 @@ def make_trainer(
     ``model``: train this module (with that name's recipe) instead of building the registered model.
     ``context``: this process's place in a DDP run (default: one process on the model's device).
     """
-    recipe = get_recipe(config.model)
-    resolution = resolved_resolution(config, recipe)
-    sources = [open_source(spec, resolution, seed=config.seed) for spec in config.data]
+    recipe = get_recipe(config.model, config.preset)
     if model is None:
         model = build_model(config, recipe, context.device if context else resolve_device(None))
     else:
         freeze(model, recipe.frozen)
+    resolution = resolved_resolution(config, recipe, model.input_spec.size_multiple)
+    sources = [open_source(spec, resolution, seed=config.seed) for spec in config.data]
+    rates = group_learning_rates(config, recipe)
+    schedule = resolved_schedule(config, recipe)
+    effective = {
+        "resolution": list(resolution),
+        "learning_rates": rates,
+        "schedule": dataclasses.asdict(schedule),
+        "input": dataclasses.asdict(model.input_spec),
+        "loss": recipe.loss,
+        "loss_options": dict(recipe.loss_options),
+        "frozen": list(recipe.frozen),
+        "sources": [{"spec": s.spec, "kind": s.kind, "pairs": len(s.pairs)} for s in sources],
+    }
     return Trainer(
         model,
         sources,
         config,
-        loss_for=lambda source, reducer: make_loss(recipe, source, reducer),
+        loss_for=lambda source, reducer: recipe.build_loss(source.kind, reducer),
         groups=recipe.groups,
-        rates=group_learning_rates(config, recipe),
-        input_norm=recipe.input_norm,
+        rates=rates,
+        schedule=schedule,
+        effective=effective,
         context=context,
     )
 
@@ -89,7 +103,7 @@ def train(
 
     Joins the DDP process group when started by ``torchrun`` and leaves it at the end.
     """
-    get_recipe(config.model)  # fail on an unknown name before joining a process group
+    get_recipe(config.model, config.preset)  # fail on an unknown name or preset before joining a process group
     context = init_distributed(device)
     try:
         return make_trainer(config, model=model, context=context).fit(resume=resume)

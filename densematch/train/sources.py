@@ -27,20 +27,11 @@ from ..data.megadepth import MegaDepthConfig, is_megadepth_root, megadepth_scene
 from ..data.scannet import ScanNetConfig, is_scannet_root, scannet_indices
 from ..data.transforms import resize_depth, scale_intrinsics
 from ..errors import DensematchError
+from ..models.roma.targets import warp_targets
 from .sampling import ConcatPairs, scene_weights
-from .targets import warp_targets
 
 KINDS = ("megadepth", "scannet", "synthetic", "synthetic-live", "homography")
 SCENE_WEIGHT_ALPHA = 0.75
-# ground truth of the losses per kind (densematch.train.targets): the published depth GT for the real
-# datasets; depth GT restricted to the engine's own valid0 (holes, stretched surfaces) for synthetic pairs
-TARGETS = {
-    "megadepth": "depth",
-    "scannet": "depth",
-    "synthetic": "both",
-    "synthetic-live": "both",
-    "homography": "warp",
-}
 
 
 @dataclass
@@ -50,7 +41,6 @@ class TrainingSource:
     spec: str
     kind: str  # one of KINDS
     pairs: ConcatPairs  # pair samples at the training resolution
-    targets: str  # ground-truth source of the losses (TargetConfig.source)
 
 
 def parse_spec(spec: str) -> tuple[str | None, Path]:
@@ -102,7 +92,7 @@ def open_source(spec: str, resolution: tuple[int, int], seed: int = 0) -> Traini
         pairs = ConcatPairs([HomographyPairs(path, replace(HomographyConfig(), resolution=resolution))])
     if len(pairs) == 0:
         raise DensematchError(f"the {kind} data at {path} holds no pairs")
-    return TrainingSource(spec=spec, kind=kind, pairs=pairs, targets=TARGETS[kind])
+    return TrainingSource(spec=spec, kind=kind, pairs=pairs)
 
 
 def _open_synthetic(path: Path, live: bool) -> Dataset:
@@ -140,7 +130,7 @@ def resize_pair_sample(sample: dict, size: tuple[int, int]) -> dict:
     """A pair sample with both images (and depth maps, intrinsics, warp) at ``size = (H, W)``.
 
     Images: bicubic with antialiasing; depth: bilinear (as romatch's readers); ``warp0``/``valid0``:
-    the warp at the new pixel centres (:func:`~densematch.train.targets.warp_targets`). Normalised
+    the warp at the new pixel centres (:func:`~densematch.models.roma.targets.warp_targets`). Normalised
     coordinates in image 1 do not change when image 1 is resized.
     """
     height, width = size

@@ -1,8 +1,10 @@
-"""The training loop: any model that maps ``{"im_A", "im_B"}`` to ``corresps``, a loss, pair sources.
+"""The training loop for any model that meets the contract (:mod:`densematch.models.contract`).
 
-One step (as romatch's ``train_step``): forward (under autocast when mixed precision is on: fp16 on
-CUDA by default), loss in float32, scaled backward, unscale, clip the global gradient norm, optimiser
-step, scaler update (scale floored at 1), scheduler step.
+One step: the batch's images are prepared per the model's ``input_spec``, ``model.training_forward(batch)``
+runs with the ground truth in the batch, the source's loss module turns its predictions into a
+:class:`~densematch.models.contract.LossOutput`. As romatch's ``train_step``: forward under autocast
+when mixed precision is on (fp16 on CUDA by default), loss in float32, scaled backward, unscale, clip the
+global gradient norm, optimiser step, scaler update (scale floored at 1), scheduler step.
 Under DDP every process computes its share of the loss of the global batch (the counts of the masked
 means are summed over processes), so the gradients equal those of one process on the whole batch.
 """
@@ -21,8 +23,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, default_collate
 
-from ..data.transforms import imagenet_normalize
 from ..errors import DensematchError
+from ..models.contract import CountReducer, LossOutput, ParamGroup, Schedule, prepare_images
 from .checkpoint import (
     CHECKPOINT_FILE,
     CONFIG_FILE,
@@ -35,9 +37,8 @@ from .checkpoint import (
     unwrap,
     write_json,
 )
-from .config import ParamGroup, TrainConfig
+from .config import TrainConfig
 from .distributed import DistributedContext
-from .losses import CountReducer, LossOutput
 from .sampling import PairStream, StepBatches, TrainingPairs, step_seed
 from .sources import TrainingSource
 
@@ -56,13 +57,30 @@ class TrainResult:
     last_loss: float | None  # global loss of the last step run by this call (None when none ran)
 
 
-def model_inputs(batch: Mapping, input_norm: str) -> dict[str, torch.Tensor]:
-    """The model's training input ``{"im_A", "im_B"}`` from a pair-sample batch."""
-    if input_norm == "imagenet":
-        return {"im_A": imagenet_normalize(batch["image0"]), "im_B": imagenet_normalize(batch["image1"])}
-    if input_norm == "unit":
-        return {"im_A": batch["image0"], "im_B": batch["image1"]}
-    raise ValueError(f"unknown input normalisation '{input_norm}'; use 'imagenet' or 'unit'")
+class TrainingForward(nn.Module):
+    """``forward(batch) = model.training_forward(batch)``, so that DDP wraps the contract's training forward."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, batch: dict):
+        return self.model.training_forward(batch)
+
+
+def prepared_batch(batch: Mapping, model: nn.Module) -> dict:
+    """The batch with ``image0``/``image1`` turned into the network input of ``model.input_spec``."""
+    spec = model.input_spec
+    return {**batch, "image0": prepare_images(batch["image0"], spec), "image1": prepare_images(batch["image1"], spec)}
+
+
+def lr_factor(step: int, schedule: Schedule, total_steps: int) -> float:
+    """Learning-rate multiplier after ``step`` optimiser steps: linear warm-up, then MultiStepLR."""
+    factor = 1.0
+    if step < schedule.warmup_steps:
+        factor = schedule.warmup_ratio + (1 - schedule.warmup_ratio) * step / schedule.warmup_steps
+    milestones = [max(int(m * total_steps), 1) for m in schedule.milestones]
+    return factor * schedule.gamma ** sum(step >= m for m in milestones)
 
 
 def build_optimizer(
@@ -109,7 +127,8 @@ class Trainer:
         loss_for: the loss module for a source (e.g. RoMa's certainty weight is 0 on ScanNet), given the
             count reducer it must use for its means.
         groups / rates: parameter groups and their learning rates.
-        input_norm: "imagenet" or "unit" (see :func:`model_inputs`).
+        schedule: weight decay, learning-rate schedule and gradient clipping.
+        effective: every resolved setting of the run (resolution, rates, schedule), written to config.json.
         context: the process's place in a DDP run (default: a single process on the model's device).
     """
 
@@ -122,7 +141,8 @@ class Trainer:
         loss_for: LossForSource,
         groups: Sequence[ParamGroup],
         rates: Mapping[str, float],
-        input_norm: str = "unit",
+        schedule: Schedule,
+        effective: Mapping | None = None,
         context: DistributedContext | None = None,
     ):
         if not sources:
@@ -134,12 +154,12 @@ class Trainer:
         self.sources = list(sources)
         reducer = self.context.all_reduce_sum if self.context.is_distributed else None
         self.losses = [loss_for(source, reducer) for source in self.sources]
-        self.input_norm = input_norm
+        self.schedule = schedule
+        self.effective = dict(effective or {})
         self.output = Path(config.output)
-        self.optimizer = build_optimizer(model, groups, rates, config.weight_decay)
-        milestone = max(int(config.lr_milestone * config.steps), 1)
-        self.scheduler = torch.optim.lr_scheduler.MultiStepLR(
-            self.optimizer, [milestone], gamma=config.lr_gamma
+        self.optimizer = build_optimizer(model, groups, rates, schedule.weight_decay)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, lambda step: lr_factor(step, schedule, config.steps)
         )
         self.amp_dtype = amp_dtype(config.amp, self.context.device)
         use_scaler = self.amp_dtype == torch.float16 and self.context.device.type == "cuda"
@@ -215,13 +235,13 @@ class Trainer:
             else nullcontext()
         )
         with autocast:
-            corresps = network(model_inputs(batch, self.input_norm))
-        loss = self.losses[int(batch["source"][0])](corresps, batch)
+            predictions = network(prepared_batch(batch, self.model))
+        loss = self.losses[int(batch["source"][0])](predictions, batch)
         # DDP averages gradients over processes; the loss is this process's share of the global mean
         self.scaler.scale(loss.total * ctx.world_size).backward()
         self.scaler.unscale_(self.optimizer)
         params = [p for group in self.optimizer.param_groups for p in group["params"]]
-        loss.terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip).detach()
+        loss.terms["grad_norm"] = torch.nn.utils.clip_grad_norm_(params, self.schedule.grad_clip).detach()
         self.scaler.step(self.optimizer)
         self.scaler.update()
         if self.scaler.is_enabled() and self.scaler.get_scale() < 1.0:
@@ -254,12 +274,12 @@ class Trainer:
             )
         if self.context.is_main:
             self.output.mkdir(parents=True, exist_ok=True)
-            write_json(paths["config"], self.config.to_dict())
+            write_json(paths["config"], {**self.config.to_dict(), "effective": self.effective})
             if resume:
                 truncate_metrics(paths["metrics"], self.step)
             else:
                 paths["metrics"].unlink(missing_ok=True)
-        network = self.model
+        network = TrainingForward(self.model)
         if self.context.is_distributed:
             device_ids = [self.context.device] if self.context.device.type == "cuda" else None
             network = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
@@ -280,6 +300,7 @@ class Trainer:
             progress = tqdm(total=cfg.steps, initial=self.step, desc="train", unit="step", dynamic_ncols=True)
         started, window_start, window_steps = time.perf_counter(), time.perf_counter(), 0
         values: dict[str, float] = {}
+        rate = None  # pairs/s over the steps since the last log line (shown on the progress bar between logs)
         for batch in self._loader(stop):
             loss = self._train_step(network, _to_device(batch, ctx.device))
             values = self._global_values(loss)
@@ -289,7 +310,8 @@ class Trainer:
             last = self.step == stop
             if self.step % cfg.log_every == 0 or last:
                 now = time.perf_counter()
-                values["pairs_per_s"] = window_steps * cfg.batch_size / max(now - window_start, 1e-9)
+                rate = window_steps * cfg.batch_size / max(now - window_start, 1e-9)
+                values["pairs_per_s"] = rate
                 window_start, window_steps = now, 0
                 if ctx.is_main:
                     record = {
@@ -303,13 +325,20 @@ class Trainer:
                         handle.write(json.dumps(record) + "\n")
             if progress is not None:
                 progress.update(1)
+                elapsed = time.perf_counter() - window_start
+                current = window_steps * cfg.batch_size / elapsed if window_steps else rate
                 progress.set_postfix(
                     loss=f"{values['loss']:.4g}",
-                    pairs_s=f"{values.get('pairs_per_s', 0.0):.3g}",
+                    lr=f"{self.optimizer.param_groups[0]['lr']:.3g}",
+                    pairs_s="-" if current is None else f"{current:.3g}",
                     refresh=False,
                 )
             if self.step % cfg.checkpoint_every == 0 or last:
                 self.save()
         if progress is not None:
             progress.close()
+        if ctx.is_main and metrics_path.exists():
+            from .curve import write_loss_curve
+
+            write_loss_curve(metrics_path, self.output / "loss_curve.png")
         return values.get("loss")

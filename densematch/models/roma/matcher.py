@@ -16,6 +16,7 @@ from ...io import load_image
 from ...registry import WeightFile
 from ...weights import load_strict, read_state_dict
 from ..api import RomatchAPI
+from ..contract import InputSpec
 from ..preprocess import imagenet_normalize, to_tensor
 from .config import RomaArchitecture, RomaSettings
 from .decoder import Decoder
@@ -34,6 +35,8 @@ class RoMa(nn.Module, RomatchAPI):
 
     Use :meth:`match` for images; :meth:`forward` is the training/batch entry point.
     """
+
+    input_spec = InputSpec(channels="rgb", normalisation="imagenet", size_multiple=14)
 
     def __init__(self, arch: RomaArchitecture | None = None, settings: RomaSettings | None = None):
         super().__init__()

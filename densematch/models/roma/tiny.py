@@ -42,6 +42,7 @@ from ...io import load_image
 from ...registry import WeightFile
 from ...weights import load_strict, read_state_dict
 from ..api import RomatchAPI
+from ..contract import InputSpec
 from ..preprocess import to_tensor
 
 SAMPLE_MODES = ("threshold_balanced", "threshold", "balanced", "")
@@ -97,6 +98,7 @@ class TinyRoMa(nn.Module, RomatchAPI):
     """
 
     symmetric = False  # the output is A -> B only
+    input_spec = InputSpec(channels="rgb", normalisation="unit", size_multiple=32)
 
     def __init__(self, arch: TinyRomaArchitecture = TinyRomaArchitecture(),
                  settings: TinyRomaSettings = TinyRomaSettings()):

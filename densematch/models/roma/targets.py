@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..conventions import normalized_grid, normalized_to_pixel, pixel_to_normalized
-from ..errors import InputShapeError
-from ..geometry.warps import transform, unproject
+from ...conventions import normalized_grid, normalized_to_pixel, pixel_to_normalized
+from ...errors import InputShapeError
+from ...geometry.warps import transform, unproject
 
 DEPTH_KEYS = ("depth0", "depth1", "K0", "K1", "T_0to1")
 

@@ -33,16 +33,15 @@ global batch, and the sum of the shares equals the single-process loss on the sa
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..contract import CountReducer, LossOutput
 from .targets import DEFAULT_TARGETS, TargetConfig, ground_truth_at
-
-CountReducer = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -68,14 +67,6 @@ class TinyRomaLossConfig:
     alpha: float | Mapping[int, float] = field(default_factory=lambda: {4: 0.15, 8: 0.15})
     c: float = 1e-4
     epe_mask_prob_th: float | None = 0.001  # certainty target is 0 where epe >= s * this; None = prob
-
-
-@dataclass
-class LossOutput:
-    """``total``: the loss to back-propagate (this process's share under DDP); ``terms``: detached parts."""
-
-    total: torch.Tensor
-    terms: dict[str, torch.Tensor]
 
 
 class _Terms:

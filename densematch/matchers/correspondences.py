@@ -1,0 +1,48 @@
+"""Adapter: any model of kind ``matches`` (S2LD, IMAMatch, XFeat, ...) as a :class:`PairMatcher`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..io import load_image
+from .base import Matches, PairMatcher
+
+
+class CorrespondenceMatcher(PairMatcher):
+    """Runs ``model.match_images`` and returns its correspondences as :class:`Matches`.
+
+    Args:
+        model: a model of kind ``matches`` (see :mod:`densematch.models.contract`).
+        name: its registry name.
+        num: keep at most this many matches, the highest-scoring ones (None = all the model returns).
+    Extras the model returns besides ``kpts0/kpts1/scores`` (e.g. IMAMatch's ``reverse``) are kept in
+    ``Matches.info``.
+    """
+
+    def __init__(self, model, name: str, num: int | None = None, seed: int = 0):
+        self.model = model
+        self.name = name
+        self.num = None if num is None else int(num)
+        self.seed = int(seed)
+
+    def match_pair(self, image0, image1) -> Matches:
+        image0, image1 = load_image(image0), load_image(image1)
+        with torch.inference_mode():
+            out = self.model.match_images(image0, image1)
+        return self._to_matches(out, image0.size, image1.size)
+
+    def _to_matches(self, out, size0, size1) -> Matches:
+        kpts0, kpts1, scores = (out[k].detach().double().cpu().numpy() for k in ("kpts0", "kpts1", "scores"))
+        if self.num is not None and len(scores) > self.num:
+            keep = np.sort(np.argsort(-scores, kind="stable")[: self.num])
+            kpts0, kpts1, scores = kpts0[keep], kpts1[keep], scores[keep]
+        info = {k: _plain(v) for k, v in out.items() if k not in ("kpts0", "kpts1", "scores")}
+        return Matches(kpts0, kpts1, scores, size0, size1, info=info)
+
+
+def _plain(value):
+    """Tensors of one element -> Python scalars; other tensors -> numpy arrays."""
+    if isinstance(value, torch.Tensor):
+        return value.item() if value.numel() == 1 else value.detach().cpu().numpy()
+    return value
