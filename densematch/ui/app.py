@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import DensematchError, WeightsError, require
+from ..matchers import resolve_device
 from ..weights import cache_dir
 from .library import ModelChoice, default_image_dirs, default_model, example_pairs, model_choices
 from .session import GEOMETRIES, MatcherCache, MatchSettings, check_image, run_match
@@ -49,12 +50,6 @@ class UiConfig:
     workdir: Path | None = None
 
 
-def _device(name: str) -> str:
-    import torch
-
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
-
-
 def _models_table(choices: list[ModelChoice]) -> str:
     rows = ["| model | kind | weights | file or reason |", "| --- | --- | --- | --- |"]
     for c in choices:
@@ -68,7 +63,7 @@ class Runner:
 
     def __init__(self, config: UiConfig):
         self.config = config
-        self.cache = MatcherCache(_device(config.device))
+        self.cache = MatcherCache(resolve_device(config.device))
         self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="densematch-ui-"))
         self._runs = 0
 
@@ -197,7 +192,7 @@ def build_app(config: UiConfig | None = None):
                 model = gr.Dropdown(menu, value=default_model(choices), label="model")
                 match_button = gr.Button("Match", variant="primary")
                 num = gr.Slider(50, 20000, value=2000, step=50, label="matches",
-                                info="dense models: matches sampled; sparse ones: keypoint cap")
+                                info="dense models: sampled; semi-dense: at most this many; classical: keypoints")
                 geometry = gr.Radio(list(GEOMETRIES), value="fundamental", label="geometry",
                                     info="fitted robustly; its inliers are drawn green, outliers red")
                 with gr.Row():

@@ -62,10 +62,7 @@ def model_choices() -> list[ModelChoice]:
 
     choices = []
     for name in list_matchers():
-        entry = MODELS.get(name)
-        if entry is None:  # a classical matcher that is not (yet) a registry entry
-            choices.append(ModelChoice(name, "classical", "classical baseline", "none needed", ""))
-            continue
+        entry = MODELS[name]
         status, where = weights_status(entry)
         choices.append(ModelChoice(name, entry.kind, entry.description, status, where, entry.weights_note))
     return sorted(choices, key=lambda c: (not c.ready, c.name))
