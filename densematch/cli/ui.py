@@ -36,7 +36,7 @@ def run(args) -> int:
     if not 0 < args.port < 65536:
         raise ConfigError(f"--port must be in 1..65535, got {args.port}")
     config = UiConfig(host=args.host, port=args.port, device=args.device, allow_downloads=args.allow_downloads,
-                      image_dirs=tuple(default_image_dirs()) + tuple(args.images))
+                      image_dirs=tuple(dict.fromkeys(p.resolve() for p in (*default_image_dirs(), *args.images))))
     print(f"densematch ui: serving on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
     launch(config)
     return 0
