@@ -19,7 +19,7 @@ from densematch.errors import ConfigError, ImageReadError, InputShapeError
 from densematch.matchers.base import DenseField, Matches, PairMatcher
 from densematch.registry import ModelEntry, WeightFile
 from densematch.ui.library import example_pairs, model_choices
-from densematch.ui.pictures import BAR, draw_dense, draw_inliers
+from densematch.ui.pictures import BAR, draw_dense, draw_inliers, tile
 from densematch.ui.session import MatcherCache, MatchSettings, check_image, intrinsics, parse_options, run_match
 from densematch.weights import weights_status
 
@@ -144,6 +144,14 @@ def test_pictures_colour_inliers_and_warp_back(pair_dir):
     assert (panels[:, 320:360] == 255).all()  # zero certainty fades to white
 
 
+def test_tile_rows_of_pictures():
+    a, b, c = (np.full((h, w, 3), v, np.uint8) for h, w, v in ((10, 20, 1), (12, 30, 2), (10, 5, 3)))
+    out = tile([a, b, c], columns=2, gap=4)
+    assert out.shape == (12 + 4 + 10, 20 + 4 + 30, 3)
+    assert (out[:10, :20] == 1).all() and (out[:12, 24:54] == 2).all() and (out[16:26, :5] == 3).all()
+    assert (out[10:12, :20] == 255).all() and (out[16:, 5:] == 255).all()  # padding is white
+
+
 class FakeDense(PairMatcher):
     """A dense matcher that knows the true homography: every pixel matched exactly."""
 
@@ -252,10 +260,9 @@ def test_http_api_matches_compares_and_explains(served, pair_dir, tmp_path):
     missing = [c for c in choices.values() if not c.ready][:1]
     message, gallery, _, table, files = client.predict(a, b, models + [c.name for c in missing], 500, *common,
                                                        api_name="/compare")
-    gallery = gallery["value"] if "__type__" in gallery else gallery  # a Gradio update (columns = models)
     assert [row[0] for row in table["data"]] == models
     assert all(row[1] > 0 for row in table["data"])
-    assert len(gallery) == len(models) and len(files) == 2 * len(models)
+    assert Image.open(gallery).size[0] > len(models) * 300 and len(files) == 2 * len(models)  # side by side
     for c in missing:
         assert c.name in message and "cannot run offline" in message
 

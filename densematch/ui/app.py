@@ -18,6 +18,7 @@ from ..errors import DensematchError, WeightsError, require
 from ..matchers import resolve_device
 from ..weights import cache_dir
 from .library import ModelChoice, default_image_dirs, default_model, example_pairs, model_choices
+from .pictures import tile
 from .session import GEOMETRIES, MatcherCache, MatchSettings, check_image, run_match
 
 log = logging.getLogger(__name__)
@@ -165,15 +166,14 @@ def build_app(config: UiConfig | None = None):
         results, problems = runner.run(image0, image1, list(models or []), settings(num, geometry, threshold,
                                                                                     method, k0, k1, options),
                                        progress)
-        pictures = [(r.matches_picture, f"{r.summary['model']}: {r.summary['num_inliers']} inliers of "
-                     f"{r.summary['num_matches']}") for r in results]
-        dense = [(r.dense_picture, f"{r.summary['model']}: dense warp") for r in results if r.dense_picture is not None]
+        row = tile([r.matches_picture for r in results]) if results else None
+        dense = [r.dense_picture for r in results if r.dense_picture is not None]
         table = [[r.summary[k] for k in ("model", "num_matches", "num_inliers", "seconds_load", "seconds_match")]
                  for r in results]
         files = [str(p) for r in results for p in r.files]
         return (problems or f"Compared {len(results)} models.",
-                gr.update(value=pictures, columns=max(1, len(pictures))),  # one row: a column per model
-                gr.update(value=dense, columns=max(1, len(dense)), visible=bool(dense)), table, files or None)
+                row, gr.update(value=tile(dense, columns=1) if dense else None, visible=bool(dense)), table,
+                files or None)
 
     with gr.Blocks(title="densematch: compare matchers", analytics_enabled=False) as demo:
         gr.Markdown("## densematch: compare image matchers on your own images\nUpload two images (or pick an "
@@ -220,10 +220,8 @@ def build_app(config: UiConfig | None = None):
                 compare_models = gr.CheckboxGroup(menu, value=ready[:2], label="models", scale=3)
                 compare_button = gr.Button("Compare", variant="primary", scale=1)
             compare_message = gr.Markdown(elem_id="compare-message")
-            gallery = gr.Gallery(label="matches", columns=2, height="auto", format="png",
-                                 buttons=["download", "fullscreen"])
-            dense_gallery = gr.Gallery(label="dense warps and certainty", columns=2, height="auto", format="png",
-                                       buttons=["download", "fullscreen"], visible=False)
+            compare_picture = gr.Image(label="matches, one column per model", **pictures)
+            compare_dense = gr.Image(label="dense warps and certainty", visible=False, **pictures)
             table = gr.Dataframe(headers=["model", "matches", "inliers", "load s", "match s"], label="counts")
             compare_files = gr.File(label="downloads", file_count="multiple")
         common = [num, geometry, threshold, method, k0, k1, options]
@@ -231,7 +229,7 @@ def build_app(config: UiConfig | None = None):
                            [match_message, match_picture, dense_picture, summary, match_files],
                            api_name="match", concurrency_id="models", concurrency_limit=1)
         compare_button.click(_guard(on_compare, 5), [image0, image1, compare_models, *common],
-                             [compare_message, gallery, dense_gallery, table, compare_files],
+                             [compare_message, compare_picture, compare_dense, table, compare_files],
                              api_name="compare", concurrency_id="models", concurrency_limit=1)
     demo.densematch_runner = runner  # for tests and callers that want the output folder
     return demo

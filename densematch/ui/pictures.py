@@ -91,3 +91,17 @@ def draw_dense(image0: Image.Image, image1: Image.Image, warp: np.ndarray, certa
     panels = np.concatenate((im0, faded, turbo(cert)), axis=1)
     items = [(title, None), ("image 0 | image 1 warped onto image 0 | certainty (blue 0 .. red 1)", None)]
     return np.concatenate((_caption(panels.shape[1], items), panels), axis=0)
+
+
+def tile(pictures: list[np.ndarray], columns: int = 3, gap: int = 8) -> np.ndarray:
+    """RGB pictures in rows of ``columns`` (left to right, then down) on white, ``gap`` px apart; each row
+    is as high as its highest picture (the page's pictures of one pair share their height)."""
+    rows = []
+    for start in range(0, len(pictures), columns):
+        row = pictures[start : start + columns]
+        height = max(p.shape[0] for p in row)
+        padded = [np.pad(p, ((0, height - p.shape[0]), (0, gap), (0, 0)), constant_values=255) for p in row]
+        rows.append(np.concatenate(padded, axis=1)[:, :-gap])
+    width = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, gap), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    return np.concatenate(rows, axis=0)[:-gap]
