@@ -20,7 +20,7 @@ class Browser:
         self.requests: list[str] = []
 
     @classmethod
-    def connect(cls, websocket_module, port: int, timeout: float = 30.0) -> Browser:
+    def connect(cls, websocket_module, port: int, timeout: float = 90.0) -> Browser:
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -62,7 +62,7 @@ class Browser:
             raise RuntimeError(f"javascript failed: {result['exceptionDetails'].get('text')}: {expression}")
         return result["result"].get("value")
 
-    def wait_for(self, condition: str, timeout: float = 60.0) -> None:
+    def wait_for(self, condition: str, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
         while not self.evaluate(f"(() => {{ try {{ return Boolean({condition}); }} catch (e) {{ return false; }} }})()"):
             if time.monotonic() > deadline:

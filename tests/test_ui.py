@@ -172,6 +172,22 @@ class FakeDense(PairMatcher):
         return self.match_pair_and_dense(image0, image1)[0]
 
 
+def test_matcher_cache_shares_the_model_across_num():
+    class Sampled:
+        def __init__(self, num):
+            self.num, self.model = num, object()
+
+    cache = MatcherCache("cpu", capacity=2)
+    first = cache._items[("m", 100, ())] = Sampled(100)
+    other, seconds = cache.get("m", 300, {})
+    assert other is not first and other.num == 300 and other.model is first.model and seconds == 0.0
+    assert first.num == 100 and cache.get("m", 100, {})[0] is first
+    cache._items[("n", 5, ())] = Sampled(5)
+    assert len(cache._items) == 3
+    cache.get("n", 5, {})  # a hit still trims the cache to its capacity, oldest first
+    assert list(cache._items) == [("m", 100, ()), ("n", 5, ())]
+
+
 @pytest.mark.parametrize("geometry", ["homography", "fundamental", "essential", "none"])
 def test_run_match_writes_the_library_npz_and_geometry_json(tmp_path, pair_dir, geometry):
     cache = MatcherCache("cpu")
@@ -299,7 +315,7 @@ def test_page_in_headless_chromium(served, tmp_path):
         browser.click("table tbody tr td")  # the example pair (a row of gr.Examples)
         browser.wait_for(f"document.querySelectorAll('img').length >= {shown + 2}")  # both inputs show it
         browser.click_text("button", "Match", exact=True)
-        browser.wait_for("document.querySelector('#match-message').innerText.includes('inliers')", timeout=90)
+        browser.wait_for("document.querySelector('#match-message').innerText.includes('inliers')", timeout=300)
         browser.wait_for("document.querySelectorAll('img').length >= " + str(shown + 3))  # the result picture
         text = browser.evaluate("document.querySelector('#match-message').innerText")
         shot = Path(os.environ.get("DENSEMATCH_UI_SCREENSHOT", tmp_path / "ui.png"))

@@ -24,11 +24,15 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
+    import os
+
     from ..errors import ConfigError, require
+    from ..ui.app import OFFLINE_ENV, UiConfig, launch  # imports Gradio only when the page is built
     from ..ui.library import default_image_dirs
 
+    for key, value in OFFLINE_ENV.items():  # this process serves the page: no telemetry, no hub calls
+        os.environ.setdefault(key, value)
     require("gradio", "ui", "densematch ui")  # a clear message before anything else when it is missing
-    from ..ui.app import UiConfig, launch
 
     for folder in args.images:
         if not folder.is_dir():

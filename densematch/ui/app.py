@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +21,9 @@ from .pictures import tile
 from .session import GEOMETRIES, MatcherCache, MatchSettings, check_image, run_match
 
 log = logging.getLogger(__name__)
-_OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
+# for a process that serves the page (set by `densematch ui` before Gradio is imported); the page itself
+# passes analytics_enabled=False, which also skips Gradio's version check
+OFFLINE_ENV = {"GRADIO_ANALYTICS_ENABLED": "False", "HF_HUB_DISABLE_TELEMETRY": "1", "HF_HUB_OFFLINE": "1"}
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,8 @@ class Runner:
     def __init__(self, config: UiConfig):
         self.config = config
         self.cache = MatcherCache(resolve_device(config.device))
-        self.workdir = Path(config.workdir or tempfile.mkdtemp(prefix="densematch-ui-"))
+        self._tmp = None if config.workdir else tempfile.TemporaryDirectory(prefix="densematch-ui-")
+        self.workdir = Path(config.workdir or self._tmp.name)  # removed with the runner when temporary
         self._runs = 0
 
     def _check_model(self, name: str, options: str) -> None:
@@ -134,8 +136,6 @@ def _lenient(image):
 def build_app(config: UiConfig | None = None):
     """The Gradio Blocks of the page (not started; see :func:`launch`)."""
     config = config or UiConfig()
-    for key, value in _OFFLINE_ENV.items():
-        os.environ.setdefault(key, value)
     gr = require("gradio", "ui", "densematch ui")
     runner = Runner(config)
 
@@ -148,7 +148,7 @@ def build_app(config: UiConfig | None = None):
                 "intrinsics0": k0 or "", "intrinsics1": k1 or "", "options": options or ""}
 
     def on_match(image0, image1, model, num, geometry, threshold, method, k0, k1, options,
-                 progress=gr.Progress()):  # noqa: B008 (Gradio injects the tracker this way)
+                 progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (how Gradio injects it)
         results, problems = runner.run(image0, image1, [model], settings(num, geometry, threshold, method, k0,
                                                                          k1, options), progress)
         if not results:
@@ -162,7 +162,7 @@ def build_app(config: UiConfig | None = None):
         return text, result.matches_picture, dense, s, [str(p) for p in result.files]
 
     def on_compare(image0, image1, models, num, geometry, threshold, method, k0, k1, options,
-                   progress=gr.Progress()):  # noqa: B008 (Gradio injects the tracker this way)  # noqa: B008 (Gradio injects the tracker this way)
+                   progress=gr.Progress(track_tqdm=True)):  # noqa: B008 (how Gradio injects it)
         results, problems = runner.run(image0, image1, list(models or []), settings(num, geometry, threshold,
                                                                                     method, k0, k1, options),
                                        progress)
@@ -231,7 +231,6 @@ def build_app(config: UiConfig | None = None):
         compare_button.click(_guard(on_compare, 5), [image0, image1, compare_models, *common],
                              [compare_message, compare_picture, compare_dense, table, compare_files],
                              api_name="compare", concurrency_id="models", concurrency_limit=1)
-    demo.densematch_runner = runner  # for tests and callers that want the output folder
     return demo
 
 

@@ -8,6 +8,7 @@ Downloads follow the library's conventions: ``matches.npz`` as written by ``dens
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 import time
@@ -143,18 +144,28 @@ class MatcherCache:
         self.lock = threading.Lock()  # one run at a time: the models share the machine's cores
 
     def get(self, name: str, num: int, options: dict):
+        """``(matcher, seconds spent building it)``; 0 s when reused."""
         from ..matchers import get_matcher
 
-        key = (name, num, tuple(sorted(options.items())))
+        options_key = tuple(sorted(options.items()))
+        key = (name, num, options_key)
+        if key not in self._items:
+            # adapters whose ``num`` only post-processes (sampling, top-k) share the built model
+            same = [m for (n, _, o), m in self._items.items() if (n, o) == (name, options_key) and hasattr(m, "num")]
+            if same:
+                self._items[key] = copy.copy(same[-1])
+                self._items[key].num = num
+        seconds = 0.0
         if key in self._items:
             self._items.move_to_end(key)
-            return self._items[key], 0.0
-        start = time.perf_counter()
-        matcher = get_matcher(name, device=self.device, num=num, **options)
-        self._items[key] = matcher
+        else:
+            start = time.perf_counter()
+            self._items[key] = get_matcher(name, device=self.device, num=num, **options)
+            seconds = time.perf_counter() - start
+        matcher = self._items[key]
         while len(self._items) > self.capacity:
             self._items.popitem(last=False)
-        return matcher, time.perf_counter() - start
+        return matcher, seconds
 
 
 def run_match(image0, image1, settings: MatchSettings, cache: MatcherCache, out_dir: Path,
