@@ -64,7 +64,8 @@ class Browser:
 
     def wait_for(self, condition: str, timeout: float = 180.0) -> None:
         deadline = time.monotonic() + timeout
-        while not self.evaluate(f"(() => {{ try {{ return Boolean({condition}); }} catch (e) {{ return false; }} }})()"):
+        guarded = f"(() => {{ try {{ return Boolean({condition}); }} catch (e) {{ return false; }} }})()"
+        while not self.evaluate(guarded):
             if time.monotonic() > deadline:
                 raise TimeoutError(f"page condition not met within {timeout:.0f} s: {condition}")
             time.sleep(0.25)
