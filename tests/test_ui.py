@@ -91,7 +91,7 @@ def test_example_pairs_from_pairs_json_or_name_order(tmp_path, pair_dir):
     loose.mkdir()
     for name in ("c.jpg", "a.jpg", "b.png", "notes.txt"):
         (loose / name).write_bytes(b"")
-    pairs = example_pairs([pair_dir, loose])
+    pairs = example_pairs([pair_dir, loose, tmp_path / "missing"])
     assert pairs == [(pair_dir / "a.png", pair_dir / "b.png"), (loose / "a.jpg", loose / "b.png")]
 
 

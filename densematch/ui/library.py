@@ -93,6 +93,8 @@ def example_pairs(dirs: list[Path]) -> list[tuple[Path, Path]]:
     pairs: list[tuple[Path, Path]] = []
     for folder in dirs:
         folder, before = Path(folder), len(pairs)
+        if not folder.is_dir():
+            continue
         listed = folder / "pairs.json"
         if listed.is_file():
             try:
