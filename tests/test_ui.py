@@ -63,6 +63,8 @@ def test_parse_options_and_intrinsics():
         parse_options("coarse_res 280")
     K, given = intrinsics("500 510 100 80", (200, 160))
     assert given and K[0, 0] == 500 and K[1, 1] == 510 and K[0, 2] == 100 and K[1, 2] == 80
+    assert intrinsics("300", (200, 160))[0][[0, 1, 0, 1], [0, 1, 2, 2]].tolist() == [300, 300, 99.5, 79.5]
+    assert intrinsics("300, 90, 70", (200, 160))[0][[0, 1, 0, 1], [0, 1, 2, 2]].tolist() == [300, 300, 90, 70]
     K, given = intrinsics("", (200, 160))
     assert not given and K[0, 0] == pytest.approx(240) and K[0, 2] == pytest.approx(99.5)
     for bad in ("1 2", "a b c d", "-5"):

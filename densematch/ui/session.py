@@ -106,10 +106,14 @@ def intrinsics(text: str, size: tuple[int, int]) -> tuple[np.ndarray, bool]:
     except ValueError:
         raise ConfigError(f"intrinsics '{text}' are not numbers; write 'fx fy cx cy'") from None
     guess = [1.2 * max(width, height), 1.2 * max(width, height), (width - 1) / 2, (height - 1) / 2]
-    if not values:
+    if len(values) == 0:
         fx, fy, cx, cy = guess
-    elif len(values) in (1, 3, 4):
-        fx, fy, cx, cy = {1: lambda v: [v[0], v[0], *guess[2:]], 3: lambda v: [v[0], *v], 4: list}[len(values)](values)
+    elif len(values) == 1:  # f
+        fx, fy, cx, cy = values[0], values[0], guess[2], guess[3]
+    elif len(values) == 3:  # f cx cy
+        fx, fy, cx, cy = values[0], *values
+    elif len(values) == 4:  # fx fy cx cy
+        fx, fy, cx, cy = values
     else:
         raise ConfigError(f"intrinsics '{text}' must be 'fx fy cx cy', 'f cx cy' or 'f'")
     if not (fx > 0 and fy > 0):
