@@ -149,8 +149,9 @@ def _file_status(spec: WeightFile, cache: Path) -> tuple[str, str]:
     cached = cache / spec.file_name
     if cached.is_file():
         return "cached", str(cached)
-    if spec.url and "://" not in spec.url:  # shipped with the package: a path relative to its source tree
-        shipped = Path(spec.url) if Path(spec.url).is_absolute() else Path(__file__).resolve().parents[1] / spec.url
+    if spec.url and "://" not in spec.url:  # shipped: "package:densematch/...", relative to the source tree
+        relative = spec.url.removeprefix("package:")
+        shipped = Path(relative) if Path(relative).is_absolute() else Path(__file__).resolve().parents[1] / relative
         return ("installed", str(shipped)) if shipped.is_file() else ("manual download", str(shipped))
     if spec.url:
         return "needs download", spec.url

@@ -110,6 +110,9 @@ def test_weights_status_without_network(tmp_path, monkeypatch):
     assert weights_status(entry(kind="classical")) == ("none needed", "")
     assert weights_status(entry(weights={"matcher": here})) == ("cached", str(tmp_path / "hub/checkpoints/here.pth"))
     assert weights_status(entry(weights={"matcher": local})) == ("installed", str(shipped))
+    packaged = WeightFile(url="package:densematch/__init__.py", file_name="x.pth")  # any file of the package
+    status, where = weights_status(entry(weights={"matcher": packaged}))
+    assert status == "installed" and Path(where).is_file() and Path(where).parent.name == "densematch"
     assert weights_status(entry(weights={"matcher": here, "dinov2": remote})) == ("needs download", remote.url)
     assert weights_status(entry(recipe="m:R")) == ("train it here", "")
 
