@@ -228,3 +228,39 @@ def load_strict(module: nn.Module, state: StateDict, *, what: str) -> None:
 def _few(items: list[str], n: int = 3) -> str:
     shown = ", ".join(f"'{k}'" for k in items[:n])
     return shown + (f" (+{len(items) - n} more)" if len(items) > n else "")
+
+
+# ``weights_status`` vocabulary, best first: a model is as available as its least available file
+WEIGHT_STATES = ("none needed", "installed", "cached", "needs download", "manual download", "train it here")
+
+
+def _file_status(spec: WeightFile, cache: Path) -> tuple[str, str]:
+    cached = cache / spec.file_name
+    if cached.is_file():
+        return "cached", str(cached)
+    if spec.url and "://" not in spec.url:  # shipped: "package:densematch/...", relative to the source tree
+        relative = spec.url.removeprefix("package:")
+        shipped = Path(relative) if Path(relative).is_absolute() else Path(__file__).resolve().parents[1] / relative
+        return ("installed", str(shipped)) if shipped.is_file() else ("manual download", str(shipped))
+    if spec.url:
+        return "needs download", spec.url
+    return "manual download", str(cached)
+
+
+def weights_status(entry) -> tuple[str, str]:
+    """How ready a registry entry's weights are, without touching the network: ``(status, where)``.
+
+    ``status`` is one of :data:`WEIGHT_STATES`: "none needed" (no files, e.g. classical matchers),
+    "installed" (shipped inside the package), "cached" (in :func:`cache_dir`), "needs download" (fetched
+    from the URL on first use), "manual download" (code cannot fetch it; see ``entry.weights_note``),
+    "train it here" (no published file but a training recipe). For several files the least available
+    one decides; ``where`` is its local path or URL.
+    """
+    files = getattr(entry, "weights", {}) or {}
+    if not files:
+        if getattr(entry, "kind", "dense") == "classical":
+            return "none needed", ""
+        return ("train it here", "") if getattr(entry, "recipe", None) else ("manual download", "")
+    cache = cache_dir()
+    states = [_file_status(spec, cache) for spec in files.values()]
+    return max(states, key=lambda state: WEIGHT_STATES.index(state[0]))

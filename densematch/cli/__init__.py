@@ -24,6 +24,7 @@ COMMANDS = {
     "pairs": "densematch.cli.pairs",
     "match-pairs": "densematch.cli.match_pairs",
     "reconstruct": "densematch.cli.reconstruct",
+    "ui": "densematch.cli.ui",
 }
 
 DESCRIPTION = "Learned dense image matching (RoMa, Tiny RoMa, L2M++, ...) and the tools around it."
