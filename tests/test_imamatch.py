@@ -169,9 +169,9 @@ def test_training_forward_targets_and_gradients():
              "warp0": identity.expand(b, h, w, 2), "valid0": torch.ones(b, h, w, dtype=torch.bool)}
     pred = model.training_forward(batch)
     assert pred["conf_matrix"].shape == pred["conf_matrix_gt"].shape == (b, 64, 64)
-    assert pred["conf_matrix_gt"].sum() == b * 63  # identity: every cell but the ignored top-left one
+    assert pred["conf_matrix_gt"].sum() == b * 64  # identity: every cell (the top-left one too, see supervision)
     n = pred["fine_query"].shape[0]
-    assert n == b * 63 and pred["step1_valid"].all()
+    assert n == b * 64 and pred["step1_valid"].all()
     # identity warp: query sub-position 0..3 vs the reference cell centre 1.5 -> offsets in {-1.5..1.5} / 3.5
     gt = pred["step1_offset_gt"] * 3.5
     assert set(gt.flatten().tolist()) <= {-1.5, -0.5, 0.5, 1.5}

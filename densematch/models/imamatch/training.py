@@ -4,8 +4,9 @@ pre_process_data``), returning what the published losses need.
 Ground truth comes from the batch (:mod:`densematch.models.contract`): ``warp0 (B, H, W, 2)``, normalised
 coordinates in image 1 of every image-0 pixel, and ``valid0 (B, H, W)``. Coarse matches are
 ``batch["conf_matrix_gt"] (B, L0, L1)`` when the supervision already put it there (LoFTR cell-centre
-ground truth with the depth consistency and mutual checks, ``semidense.supervision``); otherwise they are
-read from ``warp0`` at the cell centres (``8 i + 3.5``), without a mutual check.
+ground truth); otherwise :func:`densematch.models.semidense.supervision.coarse_targets` computes it: cell
+centres ``8 i + 3.5`` warped by depth + pose with the 0.2 relative-depth check and the mutual check in both
+directions, by the exact homography, or by ``warp0`` when the pair has nothing else.
 
 Fine ground truth, as upstream but from ``warp0``: the query is a random one of the 4 x 4 sub-positions of
 its cell at 1/2 resolution (``4 c0 + randint(0, 4)``), the step-1 reference the cell centre ``4 c1 + 1.5``;
@@ -22,26 +23,9 @@ from __future__ import annotations
 import torch
 
 from ...errors import InputShapeError
+from ..semidense.supervision import coarse_targets
 from .coarse import cell_xy, dual_softmax_confidence
 from .fine import dual_softmax, sample_windows, step1, step2, window_offsets
-
-
-def coarse_gt_from_warp(warp0: torch.Tensor, valid0: torch.Tensor, h8: int, w8: int) -> torch.Tensor:
-    """``(B, h8 w8, h8' w8')`` float 0/1: the image-1 cell holding each image-0 cell centre's warp."""
-    b, height, width, _ = warp0.shape
-    h1, w1 = h8, w8  # image 1 has the same size (one batch)
-    ys = (torch.arange(h8, device=warp0.device) * 8 + 3.5).round().long().clamp(max=height - 1)
-    xs = (torch.arange(w8, device=warp0.device) * 8 + 3.5).round().long().clamp(max=width - 1)
-    warp = warp0[:, ys][:, :, xs].reshape(b, -1, 2)
-    valid = valid0[:, ys][:, :, xs].reshape(b, -1)
-    pix = ((warp + 1) * warp.new_tensor([width, height]) - 1) / 2
-    cell = torch.div(pix, 8, rounding_mode="floor").long()
-    valid &= (cell[..., 0] >= 0) & (cell[..., 0] < w1) & (cell[..., 1] >= 0) & (cell[..., 1] < h1)
-    valid[:, 0] = False  # upstream ignores the top-left cell
-    gt = warp0.new_zeros(b, h8 * w8, h1 * w1)
-    bi, ii = torch.where(valid)
-    gt[bi, ii, cell[bi, ii, 1] * w1 + cell[bi, ii, 0]] = 1
-    return gt
 
 
 def _warp_at(warp0: torch.Tensor, valid0: torch.Tensor, b: torch.Tensor, xy: torch.Tensor):
@@ -77,8 +61,8 @@ def training_forward(net, batch: dict) -> dict:
     h8, w8 = f8.shape[-2:]
     conf = dual_softmax_confidence(f8[:b], f8[b:], net.arch.coarse_temperature, batch.get("mask0"), batch.get("mask1"))
     gt = batch.get("conf_matrix_gt")
-    if gt is None:
-        gt = coarse_gt_from_warp(batch["warp0"], batch["valid0"], h8, w8)
+    if gt is None:  # LoFTR cell-centre GT: depth + pose (mutual, both directions), H, or warp0
+        gt = coarse_targets(batch, (h8, w8), (h8, w8))["conf_matrix_gt"]
     b_ids, i_ids, j_ids = torch.where(gt > 0)
     fake = b_ids.numel() == 0  # keep every parameter in the graph (DDP), as upstream's fake matches
     if fake:
