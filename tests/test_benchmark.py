@@ -200,6 +200,25 @@ def test_predictions_are_cached_and_guarded(pose_set, tmp_path):
         run_benchmark(benchmark, None, {"matcher": "gt_dense"}, tmp_path / "empty", poselib)
 
 
+def test_bundle_adjustment_refinement_of_any_matcher(pose_set, tmp_path):
+    benchmark = load_benchmark(pose_set)
+    matcher = GroundTruthDenseMatcher(benchmark)
+    out = tmp_path / "out"
+    plain = run_benchmark(benchmark, matcher, {"matcher": "gt_dense", "num": 400}, out,
+                          BenchmarkOptions(progress=False))
+    refined = run_benchmark(benchmark, None, {"matcher": "gt_dense", "num": 400}, out,
+                            BenchmarkOptions(metrics_only=True, progress=False, pose_refinement="ba"))
+    assert matcher.calls == 4 and refined.summary["pose_refinement"] == "ba"
+    assert refined.summary_path.name.endswith("-ba.json")  # beside the unrefined summary, never over it
+    assert plain.summary_path.name == "summary.json" and plain.summary["pose_refinement"] is None
+    before, after = plain.rows[1], refined.rows[1]  # the roof pair (pair 0 is a plane: degenerate for BA too)
+    assert after["err_deg"] < 1.0 and after["num_inliers"] == before["num_inliers"]
+    assert not np.allclose(after["R"], before["R"], atol=1e-12, rtol=0)  # the refined pose is the one scored
+    with pytest.raises(ValueError, match="pose_refinement"):
+        run_benchmark(benchmark, None, {"matcher": "gt_dense", "num": 400}, out,
+                      BenchmarkOptions(metrics_only=True, progress=False, pose_refinement="lm"))
+
+
 class ListMatcher(PairMatcher):
     """Returns fixed matches, whatever the images."""
 

@@ -40,6 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     estimator.add_argument("--threshold", type=float, default=None, help="inlier threshold in pixels")
     estimator.add_argument("--confidence", type=float, default=None, help="RANSAC confidence")
     estimator.add_argument("--max-iters", type=int, default=None, help="RANSAC iteration limit")
+    estimator.add_argument("--pose-refinement", choices=("ba",), default=None,
+                           help="refine relative poses by two-view bundle adjustment (IMAMatch's ScanNet protocol)")
     run = parser.add_argument_group("caching")
     run.add_argument(
         "--metrics-only", action="store_true", help="only recompute the metrics from cached predictions"
@@ -91,6 +93,7 @@ def run(args: argparse.Namespace) -> int:
             metrics_only=args.metrics_only,
             overwrite=args.overwrite,
             progress=not args.quiet,
+            pose_refinement=args.pose_refinement,
         ),
     )
     if not args.quiet:

@@ -47,9 +47,11 @@ class BenchmarkOptions:
         metrics_only: never run the matcher; every prediction must be in the cache.
         overwrite: delete cached predictions of another matcher configuration instead of failing.
         progress: show progress bars.
+        pose_refinement: None, or "ba" to refine each relative pose by two-view bundle adjustment.
     """
 
     estimator: RansacConfig | None = None
+    pose_refinement: str | None = None  # "ba": two-view bundle adjustment of relative poses (any matcher)
     metrics_only: bool = False
     overwrite: bool = False
     progress: bool = True
@@ -117,9 +119,14 @@ def run_benchmark(
     cache.prepare(overwrite=options.overwrite, read_only=options.metrics_only or matcher is None)
     predictions = predict_all(benchmark, matcher, cache, options)
 
+    if options.pose_refinement not in (None, "ba"):
+        raise ValueError(f"pose_refinement must be None or 'ba', got {options.pose_refinement!r}")
     evaluate = EVALUATORS[benchmark.task]
+    extra = {"refinement": options.pose_refinement} if options.pose_refinement else {}
+    if extra and benchmark.task != "relative_pose":
+        raise ValueError(f"pose refinement applies to relative-pose benchmarks, not {benchmark.task}")
     rows = [
-        evaluate(pair, predictions[pair.pair_id], estimator)
+        evaluate(pair, predictions[pair.pair_id], estimator, **extra)
         for pair in tqdm(benchmark.pairs, desc="evaluating", unit="pair", disable=not options.progress)
     ]
     summary = {
@@ -130,6 +137,7 @@ def run_benchmark(
         **summarize(benchmark.task, rows),
         "matcher_config": cache.config,
         "estimator": estimator.to_dict(),
+        "pose_refinement": options.pose_refinement,
     }
     suffix = output_suffix(output / "summary.json", summary)
     with atomic_write(output / f"results{suffix}.jsonl", "w") as handle:
@@ -149,12 +157,13 @@ def output_suffix(existing: Path, summary: dict) -> str:
         previous = json.loads(existing.read_text())
     except (OSError, ValueError):
         return ""
-    same = all(previous.get(key) == summary.get(key) for key in ("estimator", "num_pairs", "matcher_config"))
+    keys = ("estimator", "pose_refinement", "num_pairs", "matcher_config")
+    same = all(previous.get(key) == summary.get(key) for key in keys)
     if same:
         return ""
     estimator = summary["estimator"]
-    tag = f"{estimator['method']}-{estimator['threshold_px']:g}px"
-    if previous.get("estimator") == estimator:  # same estimator, other pairs: name the subset
+    tag = f"{estimator['method']}-{estimator['threshold_px']:g}px" + ("-ba" if summary.get("pose_refinement") else "")
+    if previous.get("num_pairs") != summary.get("num_pairs"):  # another pair subset: name it
         tag += f"-{summary['num_pairs']}pairs"
     return f".{tag}"
 

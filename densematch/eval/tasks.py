@@ -28,6 +28,7 @@ gt_correspondences
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,7 @@ from ..geometry import (
     estimate_homography,
     estimate_relative_pose,
     homography_corner_error,
+    refine_pose_ba,
     relative_pose_error,
     rescale_intrinsics,
     rescale_pixels,
@@ -85,13 +87,22 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if np.isfinite(value) else None
 
 
-def evaluate_pose_pair(pair: BenchmarkPair, prediction: Prediction, estimator: RansacConfig) -> dict:
-    """One ``results.jsonl`` row of a relative-pose pair (see the module docstring)."""
+def evaluate_pose_pair(pair: BenchmarkPair, prediction: Prediction, estimator: RansacConfig,
+                       refinement: str | None = None) -> dict:
+    """One ``results.jsonl`` row of a relative-pose pair (see the module docstring).
+
+    ``refinement="ba"`` refines the RANSAC pose by two-view bundle adjustment over its inliers, weighted by
+    the match scores (:func:`densematch.geometry.refine_pose_ba`, IMAMatch's ScanNet protocol).
+    """
     m = prediction.matches
     K0 = rescale_intrinsics(pair.gt["K0"], pair.eval_scale0)
     K1 = rescale_intrinsics(pair.gt["K1"], pair.eval_scale1)
     kpts0, kpts1 = rescale_pixels(m.kpts0, pair.eval_scale0), rescale_pixels(m.kpts1, pair.eval_scale1)
     estimate = estimate_relative_pose(kpts0, kpts1, K0, K1, estimator)
+    if estimate is not None and refinement == "ba":
+        inl = estimate.inliers
+        R, t = refine_pose_ba(kpts0[inl], kpts1[inl], K0, K1, estimate.R, estimate.t, m.scores[inl])
+        estimate = replace(estimate, R=R, t=t / max(np.linalg.norm(t), 1e-12))
     row = _common_row(pair, prediction)
     row["precision"] = epipolar_precision(kpts0, kpts1, K0, K1, pair.gt["T_0to1"])
     if estimate is None:
