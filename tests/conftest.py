@@ -73,21 +73,8 @@ def oracle_python(shared_dir) -> str:
 
 
 def _oracle_venv_python(shared_dir: Path, script: str, env_var: str, what: str) -> str:
-    """Build (once) a reference venv with ``shared/tools/<script>`` and return its python, or skip."""
-    import subprocess
-
-    args = ["bash", str(shared_dir / "tools" / script)]
-    if os.environ.get(env_var):
-        args.append(os.environ[env_var])
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot build the {what} reference venv: {exc}")
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        pytest.skip(f"cannot build the {what} reference venv: {done.stderr[-500:]}")
-    return lines[-1]
-
+    """Build (once) a reference venv with ``shared/tools/<script>`` (into ``$<env_var>`` when set), or skip."""
+    return build_oracle(shared_dir / "tools" / script, what, os.environ.get(env_var))
 
 
 @pytest.fixture(scope="session")

@@ -9,29 +9,18 @@ import cv2
 import numpy as np
 from PIL import Image
 
-BAR = 34  # height of the caption strip above each picture, px
-_FONT = cv2.FONT_HERSHEY_SIMPLEX
+from ..viz import BAR_HEIGHT
+from ..viz import legend_bar as _caption
+
+BAR = BAR_HEIGHT  # height of the caption strip above each picture, px (the library's legend strip)
+
 _INLIER, _OUTLIER, _NEUTRAL = (46, 204, 64), (240, 60, 50), (255, 200, 0)
-_INK, _PAPER = (245, 245, 245), (36, 38, 46)
 
 
 def _fit(image: Image.Image, height: int) -> tuple[np.ndarray, float]:
     scale = height / image.height
     width = max(1, round(image.width * scale))
     return np.asarray(image.convert("RGB").resize((width, height), Image.Resampling.BILINEAR)), scale
-
-
-def _caption(width: int, items: list[tuple[str, tuple[int, int, int] | None]]) -> np.ndarray:
-    """A dark strip ``(BAR, width, 3)``: text items, each after an optional colour swatch."""
-    bar = np.full((BAR, width, 3), _PAPER, np.uint8)
-    x = 10
-    for text, colour in items:
-        if colour is not None:
-            cv2.rectangle(bar, (x, 11), (x + 12, 23), colour, -1)
-            x += 18
-        cv2.putText(bar, text, (x, 22), _FONT, 0.5, _INK, 1, cv2.LINE_AA)
-        x += cv2.getTextSize(text, _FONT, 0.5, 1)[0][0] + 18
-    return bar
 
 
 def draw_inliers(image0: Image.Image, image1: Image.Image, kpts0: np.ndarray, kpts1: np.ndarray,
