@@ -339,3 +339,16 @@ def test_fp16_training_on_cuda(image_dir, tmp_path):
     result = trainer.fit()
     assert result.step == 3 and all(np.isfinite(m["loss"]) for m in read_metrics(result.metrics))
     assert trainer.scaler.get_scale() >= 1.0
+
+
+def test_unreadable_images_are_skipped_and_counted_unless_strict(tmp_path, capsys):
+    folder = tmp_path / "images"
+    write_image_folder(folder, count=3)
+    (folder / "img01.png").write_bytes(b"not a png")  # corrupt after the listing would accept it
+    config = tiny_config(folder, tmp_path / "run", steps=3, batch_size=2)
+    with pytest.warns(UserWarning, match="unreadable training pair"):
+        result = make_trainer(config).fit()
+    assert result.step == 3 and result.skipped > 0
+    strict = tiny_config(folder, tmp_path / "strict", steps=3, batch_size=2, strict=True)
+    with pytest.raises(DensematchError, match="img01.png"):
+        make_trainer(strict).fit()

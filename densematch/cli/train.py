@@ -85,6 +85,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=common.positive_int, default=500,
                         help="steps between checkpoints")
     common.add_quiet(parser, "progress bar")
+    parser.add_argument("--strict", action="store_true",
+                        help="stop at an unreadable image or map (default: skip the pair with a warning, count it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -134,8 +136,11 @@ def run(args: argparse.Namespace) -> int:
         log_every=args.log_every,
         checkpoint_every=args.checkpoint_every,
         progress=not args.quiet,
+        strict=args.strict,
     )
     result = train(config, resume=args.resume, device=device)
     loss = "" if result.last_loss is None else f", last loss {result.last_loss:.4g}"
     print(f"step {result.step}{loss}: wrote {result.weights} and {result.checkpoint}")
+    if result.skipped:
+        print(f"skipped {result.skipped} unreadable training pair(s) (warnings above; --strict stops at the first)")
     return 0

@@ -63,9 +63,10 @@ class TrainConfig:
     log_every: int = 10  # steps between metrics lines
     checkpoint_every: int = 500  # steps between checkpoints (and at the end)
     progress: bool = True  # show a progress bar
+    strict: bool = False  # stop at an unreadable pair (default: skip it with a warning, count it)
 
     # fields that may change between a run and its resumption
-    RESUMABLE_CHANGES = ("output", "num_workers", "log_every", "checkpoint_every", "progress")
+    RESUMABLE_CHANGES = ("output", "num_workers", "log_every", "checkpoint_every", "progress", "strict")
 
     def __post_init__(self):
         problems = []

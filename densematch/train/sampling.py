@@ -10,11 +10,14 @@ workers, and the global batch of a step is the same for any number of processes 
 from __future__ import annotations
 
 import bisect
+import warnings
 from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
+
+from ..errors import ImageReadError
 
 SampleKey = tuple[int, int, int]  # (source id, pair index within the source, stream position)
 
@@ -125,22 +128,38 @@ class StepBatches(Sampler):
 class TrainingPairs(Dataset):
     """Looks up :class:`StepBatches` keys in the sources, with the seeded augmentation generator.
 
-    Adds ``source`` (int) to each sample so that the trainer can pick the source's loss.
+    Adds ``source`` (int) to each sample so that the trainer can pick the source's loss, and ``skipped``: how
+    many unreadable pairs (missing or corrupt image or map) were passed over to produce it. Without
+    ``strict``, a pair that cannot be read is replaced by the next readable pair of the same source (a
+    warning names the file); with ``strict`` the error stops the run.
     """
 
-    def __init__(self, sources: Sequence[ConcatPairs], seed: int):
+    MAX_SKIPS = 64  # consecutive unreadable pairs before giving up on a source
+
+    def __init__(self, sources: Sequence[ConcatPairs], seed: int, strict: bool = False):
         self.sources = list(sources)
         self.seed = seed
+        self.strict = strict
 
     def __len__(self) -> int:
         return sum(len(s) for s in self.sources)
 
     def __getitem__(self, key: SampleKey) -> dict:
         source, index, position = key
-        rng = np.random.default_rng([self.seed, source, position, 0xA06])
-        sample = dict(self.sources[source].sample(index, rng))
-        sample["source"] = source
-        return sample
+        pairs = self.sources[source]
+        for skipped in range(self.MAX_SKIPS + 1):
+            rng = np.random.default_rng([self.seed, source, position, 0xA06])
+            try:
+                sample = dict(pairs.sample((index + skipped) % len(pairs), rng))
+            except ImageReadError as exc:
+                if self.strict or skipped == self.MAX_SKIPS:
+                    raise
+                warnings.warn(f"skipping an unreadable training pair: {exc}", stacklevel=2)
+                continue
+            sample["source"] = source
+            sample["skipped"] = skipped
+            return sample
+        raise AssertionError("unreachable")
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:

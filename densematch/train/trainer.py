@@ -55,6 +55,7 @@ class TrainResult:
     checkpoint: Path  # OUTPUT/checkpoint.pth
     metrics: Path  # OUTPUT/metrics.jsonl
     last_loss: float | None  # global loss of the last step run by this call (None when none ran)
+    skipped: int = 0  # unreadable pairs passed over by this call (this process's batches)
 
 
 class TrainingForward(nn.Module):
@@ -167,6 +168,7 @@ class Trainer:
             self.context.device.type, enabled=use_scaler, growth_interval=1_000_000
         )
         self.step = 0
+        self.skipped = 0  # unreadable pairs passed over (see TrainingPairs)
 
     # ------------------------------------------------------------------ files
     def _paths(self) -> dict[str, Path]:
@@ -216,7 +218,7 @@ class Trainer:
         streams = [PairStream(len(s.pairs), cfg.seed, i, s.pairs.weights) for i, s in enumerate(self.sources)]
         batches = StepBatches(streams, cfg.batch_size, self.step, stop, ctx.rank, ctx.world_size)
         return DataLoader(
-            TrainingPairs([s.pairs for s in self.sources], cfg.seed),
+            TrainingPairs([s.pairs for s in self.sources], cfg.seed, strict=cfg.strict),
             batch_sampler=batches,
             num_workers=cfg.num_workers,
             collate_fn=default_collate,
@@ -289,7 +291,8 @@ class Trainer:
             last_loss = self._run(network, paths["metrics"], stop)
         else:
             self.save()
-        return TrainResult(self.step, paths["weights"], paths["checkpoint"], paths["metrics"], last_loss)
+        return TrainResult(self.step, paths["weights"], paths["checkpoint"], paths["metrics"], last_loss,
+                           self.skipped)
 
     def _run(self, network: nn.Module, metrics_path: Path, stop: int) -> float:
         cfg, ctx = self.config, self.context
@@ -302,6 +305,7 @@ class Trainer:
         values: dict[str, float] = {}
         rate = None  # pairs/s over the steps since the last log line (shown on the progress bar between logs)
         for batch in self._loader(stop):
+            self.skipped += int(batch.pop("skipped").sum())
             loss = self._train_step(network, _to_device(batch, ctx.device))
             values = self._global_values(loss)
             window_steps += 1
