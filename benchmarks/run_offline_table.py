@@ -32,7 +32,7 @@ def run_sets(matcher: str, data: Path, output: Path) -> dict:
     results = {}
     for name in SETS:
         out = output / matcher / name
-        if densematch_main(["benchmark", str(data / name), "--matcher", matcher, "--output", str(out), "--quiet"]):
+        if densematch_main(["benchmark", str(data / name), "--model", matcher, "--output", str(out), "--quiet"]):
             raise SystemExit(f"benchmark of {matcher} on {name} failed")
         results[name] = json.loads((out / "summary.json").read_text())
     return results
@@ -45,10 +45,10 @@ def run_sfm(matcher: str, data: Path, output: Path) -> dict:
     out = output / matcher / "sacre_coeur"
     out.mkdir(parents=True, exist_ok=True)
     pairs = out / "pairs.txt"
-    if densematch_main(["pairs", str(images), "--exhaustive", "--output", str(pairs)]):
+    if densematch_main(["pairs", str(images), "--exhaustive", "--output", str(out)]):
         raise SystemExit("pairs failed")
     start = time.perf_counter()
-    if densematch_main(["match-pairs", str(images), "--pairs", str(pairs), "--matcher", matcher,
+    if densematch_main(["match-pairs", str(images), "--pairs", str(pairs), "--model", matcher,
                         "--output", str(out / "matches")]):
         raise SystemExit(f"match-pairs of {matcher} failed")
     seconds = time.perf_counter() - start
