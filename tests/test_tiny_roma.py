@@ -109,7 +109,9 @@ PARITY_CASES = ["square_280", "nonsquare_sizes_differ", "grey_exact_softmax", "p
 def test_parity_with_upstream(reference, model, name):
     case, ref = reference[name]
     warp, certainty = _ours(model, case)
-    assert warp.shape == ref["warp"].shape and certainty.shape == ref["certainty"].shape
+    # the shape upstream returns for this input type: (B, H, W, 4) for tensors, (H, W, 4) for path / PIL
+    assert list(warp.shape) == ref["warp_shape"] and list(certainty.shape) == ref["certainty_shape"]
+    assert warp.dim() == (4 if case["kind"] == "tensor" else 3)
     assert fraction_close(warp, ref["warp"]) >= 0.999, (warp - ref["warp"]).abs().max()
     assert fraction_close(certainty, ref["certainty"]) >= 0.999, (certainty - ref["certainty"]).abs().max()
     assert certainty.std() > 0.05  # the comparison is meaningful: certainty is far from constant
@@ -268,7 +270,8 @@ def test_match_accepts_paths_pil_and_greyscale_files(model, tmp_path):
     Image.fromarray(pixels).save(tmp_path / "a.png")
     Image.fromarray(pixels[::-1].copy()).convert("L").save(tmp_path / "b.png")
     warp, certainty = model.match(tmp_path / "a.png", str(tmp_path / "b.png"))
-    assert warp.shape == (1, 72, 90, 4) and certainty.shape == (1, 72, 90)
+    assert warp.shape == (72, 90, 4) and certainty.shape == (72, 90)  # unbatched, as upstream for paths
+    assert model.match(tmp_path / "a.png", tmp_path / "b.png", batched=True)[0].shape == (72, 90, 4)
     from_pil = model.match(Image.open(tmp_path / "a.png"), Image.open(tmp_path / "b.png").convert("RGB"))
     assert torch.equal(from_pil[0], warp) and torch.equal(from_pil[1], certainty)
 

@@ -33,6 +33,8 @@ class DenseModelMatcher(PairMatcher):
     def _run(self, image0, image1):
         image0, image1 = load_image(image0), load_image(image1)
         warp, certainty = self.model.match(image0, image1)
+        if warp.dim() == 3:  # models that, like upstream Tiny RoMa, return (H, W, 4) for PIL input
+            warp, certainty = warp[None], certainty[None]
         return image0.size, image1.size, warp, certainty
 
     def match_pair(self, image0, image1) -> Matches:

@@ -13,7 +13,8 @@ SPEC holds:
 OUT gets {"results": [...], "xfeat": which XFeatModel class was used}; each result holds "warp",
 "certainty", "seconds" and "best_seconds" (median and minimum over the repeats), "rss_before_mib" and
 "peak_rss_mib" (VmRSS before and VmHWM during the timed calls).
-Path and PIL outputs are unbatched upstream; a batch dimension is added here so all cases compare alike.
+Outputs are saved exactly as upstream returns them (unbatched for path and PIL input), with their
+shapes also as ``warp_shape`` / ``certainty_shape``.
 
 The XFeat network is ``kornia.feature.XFeatModel`` when kornia provides it; otherwise it is defined below
 from the published architecture (``verlab/accelerated_features`` ``modules/model.py``), heads included
@@ -121,9 +122,8 @@ def main(spec_path, out_path):
         result = {"seconds": statistics.median(times), "best_seconds": min(times),
                   "peak_rss_mib": _status_mib("VmHWM"), "rss_before_mib": rss_before}
         if spec.get("keep_outputs", True):
-            if case["kind"] != "tensor":
-                warp, certainty = warp[None], certainty[None]
             result.update(warp=warp.contiguous(), certainty=certainty.contiguous())
+        result.update(warp_shape=list(warp.shape), certainty_shape=list(certainty.shape))
         results.append(result)
     torch.save({"results": results, "xfeat": xfeat_name}, out_path)
 

@@ -244,19 +244,22 @@ class TinyRoMa(nn.Module, RomatchAPI):
             im_A_input, im_B_input: file paths, PIL images, or tensors ``(B, C, H, W)`` with C = 1 or 3 and
                 values in [0, 1] (no ImageNet normalisation). A and B may differ in size; each side must
                 be at least 32 pixels. Extra positional arguments are ignored (as upstream).
-            batched: keep the batch dimension (default; also for path/PIL input, where upstream drops it).
+            batched: for tensor input, keep the batch dimension (default). Path and PIL input always
+                returns unbatched outputs, as upstream (which ignores ``batched`` there).
             device: where to run (default: the model's device).
 
         Returns:
             ``warp`` ``(B, H_A, W_A, 4)`` = ``(x_A, y_A, x_B, y_B)`` normalised, at A's input size (after
             the ``settings.max_side`` downscaling, when set), not clamped; ``certainty`` ``(B, H_A, W_A)``
-            in [0, 1]. Without ``batched``: ``warp[0]``,
-            ``certainty[0]``.
+            in [0, 1]. For path / PIL input, or tensors with ``batched=False``: ``warp[0]`` ``(H_A, W_A, 4)``
+            and ``certainty[0]`` ``(H_A, W_A)``, exactly the shapes upstream returns for each input type.
         """
         self.train(False)
         device = torch.device(device) if device is not None else self.device
         im_a, im_b = (self._limit_side(x) for x in self._inputs(im_A_input, im_B_input, device))
         b, _, height, width = im_a.shape
+        if not isinstance(im_A_input, torch.Tensor):
+            batched = False  # upstream: path and PIL input give (H, W, 4), whatever ``batched`` says
         corresps = self.forward({"im_A": im_a, "im_B": im_b})
         flow = F.interpolate(corresps[4]["flow"], size=(height, width), mode="bilinear", align_corners=False)
         certainty = F.interpolate(corresps[4]["certainty"], size=(height, width), mode="bilinear",
