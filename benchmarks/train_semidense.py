@@ -29,6 +29,15 @@ from densematch.data.synthetic import SyntheticPairs
 from densematch.models.semidense.supervision import warp_points
 
 
+# extra inference settings evaluated per model (besides the model's published ones, at coarse threshold 0)
+SETTINGS = {
+    # IMAMatch: published densification (add_matches 4, whose classification/regression consistency check
+    # drops matches the fine classifier does not confirm) and without it (no check)
+    "imamatch_megadepth": {"densified (add_matches=4)": {}, "plain (add_matches=0)": {"add_matches": 0}},
+    "imamatch_scannet": {"plain (add_matches=0)": {}, "densified (add_matches=4)": {"add_matches": 4}},
+}
+
+
 def run(*args: str) -> None:
     print("$", " ".join(args), flush=True)
     subprocess.run([sys.executable, "-m", "densematch", *args], check=True)
@@ -56,10 +65,11 @@ def _uint8(image: torch.Tensor):
 
 @torch.no_grad()
 def evaluate(model_name: str, weights: Path, pairs: SyntheticPairs, resolution: int,
-             threshold_px=(3.0, 5.0)) -> dict:
-    """Held-out scores of ``match_images`` (network at ``resolution``, coarse threshold 0) against exact GT."""
+             threshold_px=(3.0, 5.0), **options) -> dict:
+    """Held-out scores of ``match_images`` (network at ``resolution``, coarse threshold 0, ``options``)
+    against exact GT."""
     model = densematch.load(model_name, device="cpu", weights=str(weights), resize=resolution,
-                            coarse_threshold=0.0).eval()
+                            coarse_threshold=0.0, **options).eval()
     matches = with_gt = 0
     correct = dict.fromkeys(threshold_px, 0)
     for index in range(len(pairs)):
@@ -110,8 +120,11 @@ def main() -> None:
             *extra, *common)
     pairs = SyntheticPairs(heldout)
     results = {"model": args.model, "steps": args.steps, "resolution": args.resolution, "heldout_pairs": len(pairs)}
-    for name, folder in (("initial", initial), ("trained", trained)):
-        results[name] = evaluate(args.model, folder / "last.pth", pairs, args.resolution)
+    for setting, options in SETTINGS.get(args.model, {"": {}}).items():
+        for name, folder in (("initial", initial), ("trained", trained)):
+            key = f"{name} {setting}".strip()
+            results[key] = evaluate(args.model, folder / "last.pth", pairs, args.resolution, **options)
+            print(key, json.dumps(results[key]), flush=True)
     print(json.dumps(results, indent=2))
     (args.work / f"{args.model}_results_{args.steps}.json").write_text(json.dumps(results, indent=2))
 

@@ -51,6 +51,11 @@ class ModelEntry:
         if self.kind not in KINDS:
             raise ValueError(f"model '{self.name}': kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
 
+    @property
+    def takes_weights(self) -> bool:
+        """Whether a checkpoint file can be passed (``weights=``): it has published weights or can be trained."""
+        return bool(self.weights) or self.recipe is not None
+
     def training_recipe(self):
         """The model's :class:`~densematch.models.contract.TrainingRecipe` (imported on demand)."""
         if self.recipe is None:

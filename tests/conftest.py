@@ -53,23 +53,7 @@ def oracle_python(shared_dir) -> str:
     """Python of a venv with upstream romatch 0.1.2: ``$ROMATCH_ORACLE`` (e.g. /work/oracles/romatch) or
     ``$TMPDIR/romatch-oracle``, built once by shared/tools/romatch-oracle.sh. Skips, saying why, when it
     cannot be built (no network, no pip)."""
-    import subprocess
-
-    script = shared_dir / "tools" / "romatch-oracle.sh"
-    if not script.is_file():
-        pytest.skip(f"romatch oracle: build script {script} not found")
-    args = ["bash", str(script)]
-    if os.environ.get("ROMATCH_ORACLE"):
-        args.append(os.environ["ROMATCH_ORACLE"])
-    try:
-        done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"romatch oracle: cannot build the reference venv ({' '.join(args)}): {exc}")
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        tail = " ".join(done.stderr.split()[-60:])
-        pytest.skip(f"romatch oracle: cannot build the reference venv ({' '.join(args)}): {tail}")
-    return lines[-1]
+    return _oracle_venv_python(shared_dir, "romatch-oracle.sh", "ROMATCH_ORACLE", "romatch")
 
 
 def _oracle_venv_python(shared_dir: Path, script: str, env_var: str, what: str) -> str:
@@ -84,17 +68,21 @@ def semidense_python(shared_dir) -> str:
 
 
 def build_oracle(script: Path, what: str, venv: str | None = None) -> str:
-    """Run an oracle build script (``script [VENV]``, prints the venv's python last); skip the test if it fails."""
+    """Run an oracle build script (``script [VENV]``, prints the venv's python last); skip the test, naming
+    the command and the end of its error output, if it fails."""
     import subprocess
 
+    if not script.is_file():
+        pytest.skip(f"{what} oracle: build script {script} not found")
     args = ["bash", str(script)] + ([venv] if venv else [])
     try:
         done = subprocess.run(args, capture_output=True, text=True, timeout=1800)
     except (OSError, subprocess.TimeoutExpired) as exc:
-        pytest.skip(f"cannot build the {what} reference venv: {exc}")
+        pytest.skip(f"{what} oracle: cannot build the reference venv ({' '.join(args)}): {exc}")
     lines = done.stdout.strip().splitlines()
     if done.returncode != 0 or not lines:
-        pytest.skip(f"cannot build the {what} reference venv: {done.stderr[-500:]}")
+        tail = " ".join(done.stderr.split()[-60:])
+        pytest.skip(f"{what} oracle: cannot build the reference venv ({' '.join(args)}): {tail}")
     return lines[-1]
 
 

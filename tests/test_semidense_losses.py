@@ -180,6 +180,62 @@ def test_imamatch_loss_by_hand():
     assert pred1.grad[0].abs().sum() > 0 and pred1.grad[1:].abs().sum() == 0  # masked samples get nothing
 
 
+def _peaked_predictions(scale: float):
+    """IMAMatch-loss inputs from similarities ``scale * randn``: large scales put the true matches far below
+    the 1e-6 clamp, as untrained IMAMatch features do."""
+    from densematch.models.semidense.coarse_matching import dual_log_softmax_at
+
+    g = torch.Generator().manual_seed(3)
+    sim = (scale * torch.randn(2, 12, 12, generator=g)).requires_grad_()
+    gt = torch.zeros(2, 12, 12)
+    gt.scatter_(2, sim.detach().argmin(2, keepdim=True), 1.0)  # the least similar cell: p tiny when peaked
+    win = (scale * torch.randn(5, 9, 9, generator=g)).requires_grad_()
+    rows, index = torch.arange(5), win.detach()[:, 4].argmin(1)
+    mid = torch.full_like(index, 4)
+    empty = torch.zeros(5, 2)
+    return sim, win, {
+        "conf_matrix": sim.softmax(1) * sim.softmax(2), "conf_matrix_gt": gt,
+        "log_conf_gt": dual_log_softmax_at(sim, *torch.where(gt > 0)),
+        "step1_offset": empty, "step1_offset_gt": empty, "step1_valid": torch.ones(5, dtype=torch.bool),
+        "step1_prob": (win.softmax(1) * win.softmax(2))[rows, 4, index],
+        "step1_log_prob": dual_log_softmax_at(win, rows, mid, index),
+        "step2_offset": empty, "step2_offset_gt": empty, "step2_valid": torch.zeros(5, dtype=torch.bool),
+    }
+
+
+def test_dual_log_softmax_at_is_the_log_of_the_dual_softmax():
+    sim, win, pred = _peaked_predictions(1.0)
+    b, i, j = torch.where(pred["conf_matrix_gt"] > 0)
+    assert torch.allclose(pred["log_conf_gt"], pred["conf_matrix"][b, i, j].log(), atol=1e-5)
+    assert torch.allclose(pred["step1_log_prob"], pred["step1_prob"].log(), atol=1e-5)
+    _, _, peaked = _peaked_predictions(60.0)  # conf underflows to 0; the exact log stays finite
+    assert (peaked["conf_matrix"][peaked["conf_matrix_gt"] > 0] < 1e-30).any()
+    assert torch.isfinite(peaked["log_conf_gt"]).all() and peaked["log_conf_gt"].min() < -100
+
+
+@pytest.mark.parametrize("scale", [1.0, 60.0])
+def test_imamatch_exact_log_gradient_keeps_upstream_values(scale):
+    """Values equal upstream's formula either way; where every p >= 1e-6 the gradient is upstream's (the coarse
+    clamp: exactly; the classification's ``log(p + 1e-6)``: up to its factor ``p / (p + 1e-6)``), and it is
+    far from 0 (upstream's: ~0) when the true matches sit far below the clamp."""
+    grads, values = {}, {}
+    for exact in (True, False):
+        sim, win, pred = _peaked_predictions(scale)
+        loss = IMAMatchLoss(dataclasses.replace(IMAMatchLoss().config, exact_log_gradient=exact))
+        out = loss(pred, {})
+        out.total.backward()
+        values[exact] = (out.terms["coarse"].item(), out.terms["fine_cls"].item())
+        grads[exact] = (sim.grad.clone(), win.grad.clone())
+    assert values[True] == pytest.approx(values[False], rel=1e-6)
+    if scale == 1.0:  # nothing clamped: the same gradients
+        assert torch.allclose(grads[True][0], grads[False][0], atol=1e-7)
+        assert torch.allclose(grads[True][1], grads[False][1], rtol=2e-2, atol=1e-7)
+    else:
+        assert values[True][0] == pytest.approx(0.25 * -math.log(1e-6), rel=1e-3)  # every positive clamped
+        for ours, upstream in zip(grads[True], grads[False]):
+            assert upstream.abs().max() < 1e-6 < ours.abs().max() * 1e-3
+
+
 def test_imamatch_loss_rebuilds_coarse_ground_truth():
     batch = plane_pair(t=(0.8, 0.0, 0.0))
     conf = torch.full((1, 80, 80), 0.5, requires_grad=True)

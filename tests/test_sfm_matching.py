@@ -203,6 +203,10 @@ def test_bad_matcher_names_and_weights_are_reported_before_any_work(tmp_path):
         MatcherSpec("sift", weights="x.pth")
     with pytest.raises(WeightsError, match="not found"):
         MatcherSpec("roma_outdoor", weights=str(tmp_path / "absent.pth"))
+    trained = tmp_path / "trained.pth"
+    trained.write_bytes(b"")
+    for name in ("imamatch_megadepth", "s2ld"):  # nothing published, but trainable: a file is accepted
+        assert MatcherSpec(name, weights=str(trained)).weights == str(trained)
 
 
 def test_worker_build_errors_surface_from_ready_for_ray_actors(collection):

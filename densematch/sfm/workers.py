@@ -50,7 +50,7 @@ class MatcherSpec:
         from ..registry import get_entry
 
         entry = get_entry(self.name)
-        if self.weights is not None and not entry.weights:
+        if self.weights is not None and not entry.takes_weights:
             raise DensematchError(f"the '{self.name}' matcher has no weights; drop --weights")
         if self.weights is not None and not os.path.isfile(self.weights):
             raise WeightsError(f"weights file not found: {self.weights}")

@@ -8,22 +8,30 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
-from ..semidense.coarse_matching import dual_softmax
+from ..semidense.coarse_matching import similarity
 from .direction import key_area_inliers, reverse_from_inliers
+
+
+def coarse_similarity(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float,
+                      mask0: torch.Tensor | None = None, mask1: torch.Tensor | None = None) -> torch.Tensor:
+    """``feat0 (B, C, h0, w0)``, ``feat1 (B, C, h1, w1)`` -> scaled similarity ``(B, h0 w0, h1 w1)``.
+
+    Features are scaled by ``1/sqrt(C)`` each, the similarity divided by ``temperature``. Optional validity
+    masks ``(B, h, w)`` (padding, training only upstream) fill invalid pairs with -1e9.
+    """
+    m0 = None if mask0 is None else mask0.flatten(1)
+    m1 = None if mask1 is None else mask1.flatten(1)
+    return similarity(feat0.flatten(2).transpose(1, 2), feat1.flatten(2).transpose(1, 2), temperature, m0, m1)
 
 
 def dual_softmax_confidence(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float,
                             mask0: torch.Tensor | None = None, mask1: torch.Tensor | None = None) -> torch.Tensor:
-    """``feat0 (B, C, h0, w0)``, ``feat1 (B, C, h1, w1)`` -> confidence ``(B, h0 w0, h1 w1)``.
-
-    Features are scaled by ``1/sqrt(C)`` each, the similarity divided by ``temperature``; the result is
-    ``softmax over dim 1 * softmax over dim 2``. Optional validity masks ``(B, h, w)`` (padding, training
-    only upstream) fill invalid pairs with -1e9 before the softmaxes.
-    """
-    m0 = None if mask0 is None else mask0.flatten(1)
-    m1 = None if mask1 is None else mask1.flatten(1)
-    return dual_softmax(feat0.flatten(2).transpose(1, 2), feat1.flatten(2).transpose(1, 2), temperature, m0, m1)
+    """Confidence ``(B, h0 w0, h1 w1)`` = ``softmax over dim 1 * softmax over dim 2`` of
+    :func:`coarse_similarity` (same arguments)."""
+    sim = coarse_similarity(feat0, feat1, temperature, mask0, mask1)
+    return F.softmax(sim, 1) * F.softmax(sim, 2)
 
 
 def cell_xy(index: torch.Tensor, width: int) -> torch.Tensor:

@@ -23,8 +23,11 @@ from __future__ import annotations
 import torch
 
 from ...errors import InputShapeError
+import torch.nn.functional as F
+
+from ..semidense.coarse_matching import dual_log_softmax_at
 from ..semidense.supervision import coarse_targets
-from .coarse import cell_xy, dual_softmax_confidence
+from .coarse import cell_xy, coarse_similarity
 from .fine import dual_softmax, sample_windows, step1, step2, window_offsets
 
 
@@ -46,9 +49,11 @@ def training_forward(net, batch: dict) -> dict:
     ``conf_matrix_gt (B, L0, L1)``. Returns (N fine samples, radii r1 = 3.5, r2 = 1.5, at 1/2 resolution):
 
     * ``conf_matrix (B, L0, L1)``: coarse dual-softmax confidence; ``conf_matrix_gt`` the same shape, 0/1;
+      ``log_conf_gt (M,)``: the exact log-confidence at the M ground-truth matches (``torch.where`` order);
     * ``fine_b_ids (N,)``, ``fine_query (N, 2)``, ``fine_reference (N, 2)`` (step-1 window centres);
     * ``step1_offset (N, 2)`` predicted / ``step1_offset_gt (N, 2)`` true offset in units of r1;
-    * ``step1_prob (N,)``: dual-softmax probability of the true cell in the centre query row (7 x 7 window);
+    * ``step1_prob (N,)``: dual-softmax probability of the true cell in the centre query row (7 x 7 window),
+      ``step1_log_prob (N,)`` its exact logarithm;
     * ``step2_offset, step2_offset_gt (N, 2)`` in units of r2 around the jittered step-2 centre;
     * ``step1_valid, step2_valid (N,)`` bool: the target exists (``valid0``) and the window is inside the map.
       The published losses further keep only ``|offset_gt| <= 1``.
@@ -59,11 +64,13 @@ def training_forward(net, batch: dict) -> dict:
     b = image0.shape[0]
     f2, _, f8 = net.features(image0, image1)
     h8, w8 = f8.shape[-2:]
-    conf = dual_softmax_confidence(f8[:b], f8[b:], net.arch.coarse_temperature, batch.get("mask0"), batch.get("mask1"))
+    sim = coarse_similarity(f8[:b], f8[b:], net.arch.coarse_temperature, batch.get("mask0"), batch.get("mask1"))
+    conf = F.softmax(sim, 1) * F.softmax(sim, 2)
     gt = batch.get("conf_matrix_gt")
     if gt is None:  # LoFTR cell-centre GT: depth + pose (mutual, both directions), H, or warp0
         gt = coarse_targets(batch, (h8, w8), (h8, w8))["conf_matrix_gt"]
     b_ids, i_ids, j_ids = torch.where(gt > 0)
+    log_conf_gt = dual_log_softmax_at(sim, b_ids, i_ids, j_ids)
     fake = b_ids.numel() == 0  # keep every parameter in the graph (DDP), as upstream's fake matches
     if fake:
         b_ids = i_ids = j_ids = torch.zeros(1, dtype=torch.long, device=image0.device)
@@ -86,12 +93,15 @@ def training_forward(net, batch: dict) -> dict:
     cell = (offset1 + net.window1 // 2).round().clamp(0, net.window1 - 1).long()
     index = cell[:, 0] + cell[:, 1] * net.window1
     mid = sim.shape[1] // 2
-    prob = dual_softmax(sim)[torch.arange(sim.shape[0], device=sim.device), mid, index]
+    rows = torch.arange(sim.shape[0], device=sim.device)
+    prob = dual_softmax(sim)[rows, mid, index]
+    log_prob = dual_log_softmax_at(sim, rows, torch.full_like(index, mid), index)
     pred2 = step2(net.attn2, net.regression2, sample_windows(fq, query, off2, b_ids),
                   sample_windows(fr, centre2, off2, b_ids))
     return {
-        "conf_matrix": conf, "conf_matrix_gt": gt,
+        "conf_matrix": conf, "conf_matrix_gt": gt, "log_conf_gt": log_conf_gt,
         "fine_b_ids": b_ids, "fine_query": query, "fine_reference": reference,
-        "step1_offset": pred1, "step1_offset_gt": offset1 / r1, "step1_prob": prob, "step1_valid": valid,
+        "step1_offset": pred1, "step1_offset_gt": offset1 / r1, "step1_prob": prob,
+        "step1_log_prob": log_prob, "step1_valid": valid,
         "step2_offset": pred2, "step2_offset_gt": (target - centre2).detach() / r2, "step2_valid": valid & inside2,
     }

@@ -29,15 +29,30 @@ class CoarseMatchingConfig:
     train_pad_num_gt_min: int = 200  # training: at least this many ground-truth matches are added
 
 
-def dual_softmax(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float,
-                 mask0: torch.Tensor | None = None, mask1: torch.Tensor | None = None) -> torch.Tensor:
-    """``feat0 (N, L, C)``, ``feat1 (N, S, C)``, masks ``(N, L)``/``(N, S)`` bool -> confidence ``(N, L, S)``."""
+def similarity(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float,
+               mask0: torch.Tensor | None = None, mask1: torch.Tensor | None = None) -> torch.Tensor:
+    """``feat0 (N, L, C)``, ``feat1 (N, S, C)``, masks ``(N, L)``/``(N, S)`` bool -> the scaled similarity
+    ``(N, L, S)`` whose two softmaxes make the dual softmax (pairs outside the masks are ``-1e9``)."""
     feat0 = feat0 / feat0.shape[-1] ** 0.5
     feat1 = feat1 / feat1.shape[-1] ** 0.5
     sim = torch.einsum("nlc,nsc->nls", feat0, feat1) / temperature
     if mask0 is not None and mask1 is not None:
         sim = sim.masked_fill(~(mask0[..., None] & mask1[:, None]).bool(), -INF)
+    return sim
+
+
+def dual_softmax(feat0: torch.Tensor, feat1: torch.Tensor, temperature: float,
+                 mask0: torch.Tensor | None = None, mask1: torch.Tensor | None = None) -> torch.Tensor:
+    """``feat0 (N, L, C)``, ``feat1 (N, S, C)``, masks ``(N, L)``/``(N, S)`` bool -> confidence ``(N, L, S)``."""
+    sim = similarity(feat0, feat1, temperature, mask0, mask1)
     return F.softmax(sim, 1) * F.softmax(sim, 2)
+
+
+def dual_log_softmax_at(sim: torch.Tensor, b: torch.Tensor, i: torch.Tensor, j: torch.Tensor) -> torch.Tensor:
+    """Exact ``log conf`` at the entries ``(b, i, j)`` (each ``(M,)``) of the dual softmax of ``sim (N, L, S)``:
+    ``2 sim - logsumexp over L - logsumexp over S``. Finite (with a useful gradient) where ``conf`` itself
+    underflows or sits below a loss's clamp."""
+    return 2 * sim[b, i, j] - torch.logsumexp(sim, 1)[b, j] - torch.logsumexp(sim, 2)[b, i]
 
 
 def valid_extent(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -56,6 +56,42 @@ def focal_loss(
     return loss
 
 
+def with_exact_log_gradient(value: torch.Tensor, exact: torch.Tensor) -> torch.Tensor:
+    """``value`` (loss terms computed from clamped probabilities, as upstream) carrying the gradient of
+    ``exact`` (the same terms computed from exact log-probabilities).
+
+    Upstream's ``log(clamp(p, 1e-6))`` and ``log(p + 1e-6)`` flatten the gradient where ``p`` is far below
+    1e-6, which is where a dual softmax of untrained features puts nearly every true match (measured at
+    initialisation on 96 px synthetic pairs: 98 % of IMAMatch's coarse positives, median ``p`` 1e-44), so the
+    coarse term does not train. The value, what the logs show, stays upstream's.
+    """
+    return value.detach() + (exact - exact.detach())
+
+
+def focal_loss_exact_log(
+    conf: torch.Tensor,
+    conf_gt: torch.Tensor,
+    log_conf_gt: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    alpha: float = 0.25,
+    gamma: float = 2.0,
+    reduce: CountReducer | None = None,
+) -> torch.Tensor:
+    """:func:`focal_loss` on the positives (``dense=False``) in value, with the gradient of the exact
+    log-confidence ``log_conf_gt (M,)`` at the positives (``torch.where(conf_gt == 1)`` order); see
+    :func:`with_exact_log_gradient`."""
+    pos = conf_gt == 1
+    if log_conf_gt.shape != (int(pos.sum()),):
+        raise ValueError(f"log_conf_gt has shape {tuple(log_conf_gt.shape)}, expected ({int(pos.sum())},)")
+    p = conf[pos].clamp(1e-6, 1 - 1e-6)
+    value = -alpha * (1 - p).pow(gamma) * p.log()
+    exact = -alpha * (1 - log_conf_gt.exp()).pow(gamma) * log_conf_gt
+    loss = with_exact_log_gradient(value, exact)
+    if weight is not None:
+        loss = loss * weight[pos]
+    return masked_mean(loss, torch.ones_like(loss, dtype=torch.bool), reduce)
+
+
 def padding_weight(batch: dict) -> torch.Tensor | None:
     """``(B, L0, L1)`` 0/1 weights of cell pairs inside both images' unpadded regions (upstream
     ``compute_c_weight``), from the coarse padding masks ``mask0/mask1 (B, h, w)``; None without masks."""
