@@ -149,7 +149,10 @@ class TinyRoMa(nn.Module, RomatchAPI):
         height, width = x.shape[-2:]
         if height < m or width < m:
             raise InputShapeError(f"Tiny RoMa needs images of at least {m}x{m} pixels, got {height}x{width}")
-        return F.interpolate(x, (height // m * m, width // m * m), mode="bilinear", align_corners=False)
+        size = (height // m * m, width // m * m)
+        if size == (height, width):  # bilinear resizing to the same size is the identity (and a copy)
+            return x
+        return F.interpolate(x, size, mode="bilinear", align_corners=False)
 
     def features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Backbone features ``(fine (B, 24, H/4, W/4), coarse (B, 64, H/8, W/8))`` of resized images."""
@@ -287,8 +290,9 @@ class TinyRoMa(nn.Module, RomatchAPI):
         flow = F.interpolate(corresps[4]["flow"], size=(height, width), mode="bilinear", align_corners=False)
         certainty = F.interpolate(corresps[4]["certainty"], size=(height, width), mode="bilinear",
                                   align_corners=False)
-        grid = normalized_grid(height, width, device=device)[None].expand(b, height, width, 2)
-        warp = torch.cat((grid, flow.permute(0, 2, 3, 1)), dim=-1)
+        warp = torch.empty(b, height, width, 4, device=flow.device, dtype=flow.dtype)
+        warp[..., :2] = normalized_grid(height, width, device=device, dtype=flow.dtype)
+        warp[..., 2:] = flow.permute(0, 2, 3, 1)
         certainty = certainty[:, 0].sigmoid()
         return (warp, certainty) if batched else (warp[0], certainty[0])
 
