@@ -114,6 +114,9 @@ class TinyRoMa(nn.Module, RomatchAPI):
         fine, coarse = backbone.fine_channels, backbone.coarse_channels
         self.coarse_matcher = _refiner(2 * coarse + 2, arch.coarse_match_dim, arch.refiner_layers)
         self.fine_matcher = _refiner(2 * fine + 2, arch.fine_match_dim, arch.refiner_layers)
+        for module in self.modules():  # match(): BatchNorm folded into the convs (see BasicLayer)
+            if isinstance(module, BasicLayer):
+                module.fold_batchnorm = True
 
     exact_softmax = _setting("exact_softmax")
     sample_mode = _setting("sample_mode")
