@@ -322,3 +322,24 @@ def test_training_mode_backpropagates_into_the_backbone_unless_frozen(freeze_xfe
     assert model.coarse_matcher[0].layer[0].weight.grad.abs().sum() > 0
     backbone_grad = model.xfeat[0].block1[0].layer[0].weight.grad
     assert (backbone_grad is None) == freeze_xfeat
+
+
+def test_folded_batchnorm_matches_the_plain_layers_and_follows_weight_changes(state):
+    """match() folds each eval BatchNorm into its conv (cached); the cache must follow new weights."""
+    from densematch.backbones.xfeat import BasicLayer
+
+    g = torch.Generator().manual_seed(13)
+    a, b = torch.rand(2, 1, 3, 96, 128, generator=g)
+    model = build_tiny_roma(weights=False)
+    model.match(a, b)  # fills the caches with the random initial weights
+    model.load_state_dict(state)
+    folded = model.match(a, b)
+    layers = [m for m in model.modules() if isinstance(m, BasicLayer)]
+    assert layers and all(m.fold_batchnorm for m in layers)
+    for m in layers:
+        m.fold_batchnorm = False
+    plain = model.match(a, b)
+    for ours, theirs in zip(folded, plain, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
+    assert not any(m.__dict__.get("_folded_cache") is None for m in layers)  # caches were used, not state
+    assert sorted(model.state_dict()) == sorted(state)
