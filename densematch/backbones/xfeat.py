@@ -46,7 +46,7 @@ class BasicLayer(nn.Module):
                 and x.device.type == "cpu" and x.dtype == conv.weight.dtype == torch.float32
                 and conv.padding_mode == "zeros" and conv.dilation == (1, 1)):
             weight, bias = self._folded()
-            if conv.in_channels == 1:
+            if conv.in_channels == 1 or not _HAS_FUSED_CONV:
                 return _conv(conv, x, weight, bias).relu_()
             return torch.ops.mkldnn._convolution_pointwise(
                 x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
@@ -72,6 +72,12 @@ class BasicLayer(nn.Module):
         return cached[1], cached[2]
 
 
+# Private torch kernels used for speed on CPU (present in torch 2.x builds with oneDNN); without them the
+# public conv2d path runs (same values up to rounding).
+_HAS_FUSED_CONV = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+_HAS_IM2COL_CONV = hasattr(torch._C._nn, "thnn_conv2d")
+
+
 def _conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None,
           bias: torch.Tensor | None = None) -> torch.Tensor:
     """``conv(x)`` (with ``weight`` / ``bias`` instead of the conv's own when given); on CPU without
@@ -83,7 +89,8 @@ def _conv(conv: nn.Conv2d, x: torch.Tensor, weight: torch.Tensor | None = None,
     """
     weight = conv.weight if weight is None else weight
     bias = conv.bias if bias is None else bias
-    if (conv.in_channels == 1 and x.device.type == "cpu" and conv.groups == 1 and conv.dilation == (1, 1)
+    if (_HAS_IM2COL_CONV and conv.in_channels == 1 and x.device.type == "cpu" and conv.groups == 1
+            and conv.dilation == (1, 1)
             and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
             and not (torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad))):
         return torch._C._nn.thnn_conv2d(x, weight, conv.kernel_size, bias, conv.stride, conv.padding)
