@@ -343,3 +343,17 @@ def test_folded_batchnorm_matches_the_plain_layers_and_follows_weight_changes(st
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
     assert not any(m.__dict__.get("_folded_cache") is None for m in layers)  # caches were used, not state
     assert sorted(model.state_dict()) == sorted(state)
+
+
+def test_public_conv_fallback_gives_the_same_outputs(state, monkeypatch):
+    """Without torch's private fused / im2col kernels the public conv path runs, to the same values."""
+    import densematch.backbones.xfeat as xfeat_module
+
+    g = torch.Generator().manual_seed(14)
+    a, b = torch.rand(2, 1, 3, 96, 128, generator=g)
+    model = build_tiny_roma(weights=state)
+    fast = model.match(a, b)
+    monkeypatch.setattr(xfeat_module, "_HAS_FUSED_CONV", False)
+    monkeypatch.setattr(xfeat_module, "_HAS_IM2COL_CONV", False)
+    for ours, fallback in zip(fast, model.match(a, b), strict=True):
+        torch.testing.assert_close(ours, fallback, atol=1e-5, rtol=0)
