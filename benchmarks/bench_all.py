@@ -2,11 +2,14 @@
 
     PYTHONPATH=. python benchmarks/bench_all.py [--quick]
 
-Runs each benchmark script that exists (``bench_sample.py``, ``bench_sift_pairs.py``, and any
-``bench_<model>_pairs.py`` of the semi-dense models when present) in its own process, collects its
-``RESULT {json}`` lines and prints: target, reference seconds, ours, ratio (reference / ours), date,
-load average. Missing scripts or reference venvs are reported as skipped. No GPU rows are measured
-without a GPU.
+Runs each speed benchmark (RoMa ``match()``, ``sample()``, Tiny RoMa, match-pairs with SIFT, S2LD,
+IMAMatch, XFeat / XFeat*), each in its own process and each measuring ours and its reference in that same
+run, collects their ``RESULT {json}`` lines and prints one table: target, reference and its seconds, ours,
+ratio (reference / ours), peak memory of both where measured, date, load average at the end of the
+measurement. A benchmark whose reference venv cannot be built is reported as failed with the reason. No
+GPU rows are measured without a GPU (``bench_roma.py --device cuda ...`` when there is one).
+
+``--quick``: one run per benchmark (fewer repeats), for a rough table.
 """
 
 from __future__ import annotations
@@ -20,8 +23,17 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = [("bench_sample.py", ["--runs", "2"]), ("bench_sift_pairs.py", ["--runs", "2"]),
-           ("bench_s2ld_pairs.py", []), ("bench_imamatch_pairs.py", []), ("bench_xfeat_pairs.py", [])]
+# (script, arguments, arguments with --quick)
+SCRIPTS = [
+    ("bench_roma.py", ["--runs", "3", "--sample", "0"], ["--runs", "1", "--sample", "0"]),
+    ("bench_sample.py", ["--runs", "2"], ["--runs", "1"]),
+    ("bench_tiny.py", ["--sizes", "480x640", "--repeats", "5", "--threads", "1"],
+     ["--sizes", "480x640", "--repeats", "2", "--threads", "1"]),
+    ("bench_sift_pairs.py", ["--runs", "2"], ["--runs", "1"]),
+    ("bench_semidense.py", ["s2ld", "--repeats", "3"], ["s2ld", "--repeats", "1"]),
+    ("bench_imamatch.py", ["--runs", "1"], ["--runs", "1"]),
+    ("xfeat_speed.py", ["--repeats", "5"], ["--repeats", "2"]),
+]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,13 +41,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="one run per benchmark")
     args = parser.parse_args(argv)
     rows = []
-    for script, extra in SCRIPTS:
+    for script, full, quick in SCRIPTS:
         path = HERE / script
         if not path.is_file():
             rows.append({"target": f"{script}: not present, skipped"})
             continue
-        if args.quick:
-            extra = ["--runs", "1"] if "--runs" in extra else extra
+        extra = quick if args.quick else full
+        print(f"running {script} {' '.join(extra)} ...", file=sys.stderr, flush=True)
         env = {**os.environ, "PYTHONPATH": str(HERE.parent)}
         done = subprocess.run([sys.executable, str(path), *extra], capture_output=True, text=True, env=env)
         found = [json.loads(line[7:]) for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -49,12 +61,14 @@ def main(argv: list[str] | None = None) -> int:
     if gpu is None:
         rows.append({"target": "RoMa 560/864 bf16/fp16 on GPU: not measured, no GPU"})
     date = datetime.date.today().isoformat()
-    print("| target | reference s | ours s | ratio | date | load |\n|---|---|---|---|---|---|")
+    print("| target | reference | reference s | ours s | ratio | peak MiB ref / ours | date | load |")
+    print("|---|---|---|---|---|---|---|---|")
     for row in rows:
         ref, ours, ratio = (row.get(k) for k in ("ref_s", "ours_s", "ratio"))
         fmt = lambda v, spec: "n/a" if v is None else format(v, spec)
-        print(f"| {row['target']} | {fmt(ref, '.2f')} | {fmt(ours, '.2f')} | {fmt(ratio, '.2f')}x | {date} | "
-              f"{fmt(row.get('load'), '.1f')} |")
+        peak = (f"{row['ref_peak_mib']:.0f} / {row['ours_peak_mib']:.0f}" if "ref_peak_mib" in row else "")
+        print(f"| {row['target']} | {row.get('reference', '')} | {fmt(ref, '.2f')} | {fmt(ours, '.2f')} | "
+              f"{fmt(ratio, '.2f')}x | {peak} | {date} | {fmt(row.get('load'), '.1f')} |")
     return 0
 
 

@@ -108,6 +108,7 @@ def main() -> None:
         torch.save(imamatch_megadepth(weights=False).state_dict(), weights)
         print(f"IMAMatch forward at {args.size[0]}x{args.size[1]}, CPU, {args.threads} threads, best of {args.runs}")
         for setting in SETTINGS:
+            measured = {}
             for impl, python in (("densematch", sys.executable), ("upstream", upstream_python)):
                 if python is None:
                     print(f"{impl:10s} {setting:9s} skipped: the reference venv cannot be built")
@@ -122,6 +123,14 @@ def main() -> None:
                 queries = "" if r["fine_queries"] is None else f", {r['fine_queries']} fine queries"
                 print(f"{impl:10s} {setting:9s} {1 / r['seconds']:.4f} pairs/s ({r['seconds']:.1f} s), "
                       f"peak {r['peak_mib']:.0f} MiB, {r['matches']} matches{queries}")
+                measured[impl] = r
+            if len(measured) == 2:  # for bench_all.py
+                ours, ref = measured["densematch"], measured["upstream"]
+                print("RESULT " + json.dumps({
+                    "target": f"IMAMatch forward {args.size[0]}x{args.size[1]} {setting}, {args.threads} threads "
+                              "(`bench_imamatch.py`)", "reference": "upstream (shared/oracles)",
+                    "ref_s": ref["seconds"], "ours_s": ours["seconds"], "ratio": ref["seconds"] / ours["seconds"],
+                    "load": os.getloadavg()[0], "ref_peak_mib": ref["peak_mib"], "ours_peak_mib": ours["peak_mib"]}))
 
 
 if __name__ == "__main__":

@@ -159,6 +159,13 @@ def main() -> None:
     if len(results) == 2:
         ours, ref = (sorted(results[k]["times"])[len(results[k]["times"]) // 2] for k in ("ours", "upstream"))
         print(f"speed-up (median upstream / ours): {ref / ours:.2f}x")
+        best_ours, best_ref = (min(results[k]["times"]) for k in ("ours", "upstream"))
+        print("RESULT " + json.dumps({  # for bench_all.py (min of the runs)
+            "target": f"RoMa `match()` {args.coarse}/{args.upsample or 'off'} {args.device} "
+                      f"{'fp32' if args.device == 'cpu' else args.dtype}, {args.threads} threads (`bench_roma.py`)",
+            "reference": "romatch 0.1.2", "ref_s": best_ref, "ours_s": best_ours, "ratio": best_ref / best_ours,
+            "load": os.getloadavg()[0], "ref_peak_mib": results["upstream"]["peak_rss_mib"],
+            "ours_peak_mib": results["ours"]["peak_rss_mib"]}))
 
 
 if __name__ == "__main__":

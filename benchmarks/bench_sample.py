@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> dict:
                     print("upstream failed:", done.stderr[-1000:])
             print(f"run: ours {ours[-1]:.2f} s ({len(m)} matches)" + (f", upstream {ref[-1]:.2f} s" if ref else ""))
     result = {"target": f"sample(num={args.num}), {args.threads} threads", "ours_s": min(ours),
-              "ref_s": min(ref) if ref else None, "load": os.getloadavg()[0]}
+              "reference": "romatch 0.1.2", "ref_s": min(ref) if ref else None, "load": os.getloadavg()[0]}
     if ref:
         result["ratio"] = result["ref_s"] / result["ours_s"]
     print(f"sample(num={args.num}): ours min {min(ours):.2f} s, upstream min "

@@ -137,6 +137,11 @@ def main(argv=None) -> None:
               f"({res['matches']} matches)")
     ratio = min(results["reference"]["times"]) / min(results["ours"]["times"])
     print(f"  speed ratio ours / reference (min times): {ratio:.2f}x")
+    ours, ref = min(results["ours"]["times"]), min(results["reference"]["times"])
+    print("RESULT " + json.dumps({  # for bench_all.py
+        "target": f"{args.model} forward {size[0]}x{size[1]}, {args.threads} thread(s) (`bench_semidense.py`)",
+        "reference": "upstream (shared/oracles)", "ref_s": ref, "ours_s": ours, "ratio": ref / ours,
+        "load": os.getloadavg()[0]}))
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ Upstream runs under the reference venv's python (shared/tools/romatch-oracle.sh,
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
@@ -112,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{theirs['seconds']:18.3f} {theirs['best_seconds']:6.3f} | "
               f"{mine['peak_rss_mib']:12.0f} ({mine['rss_before_mib']:4.0f}) | "
               f"{theirs['peak_rss_mib']:16.0f} ({theirs['rss_before_mib']:4.0f})")
+    for size, mine, theirs in zip(args.sizes, ours, ref, strict=True):  # for bench_all.py (min of the repeats)
+        print("RESULT " + json.dumps({
+            "target": f"Tiny RoMa `match()` {size}, {args.threads} thread(s) (`bench_tiny.py`)",
+            "reference": "romatch 0.1.2", "ref_s": theirs["best_seconds"], "ours_s": mine["best_seconds"],
+            "ratio": theirs["best_seconds"] / mine["best_seconds"], "load": os.getloadavg()[0],
+            "ref_peak_mib": theirs["peak_rss_mib"], "ours_peak_mib": mine["peak_rss_mib"]}))
     return 0
 
 

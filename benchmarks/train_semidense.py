@@ -28,7 +28,6 @@ import densematch
 from densematch.data.synthetic import SyntheticPairs
 from densematch.models.semidense.supervision import warp_points
 
-
 # extra inference settings evaluated per model (besides the model's published ones, at coarse threshold 0)
 SETTINGS = {
     # IMAMatch: published densification (add_matches 4, whose classification/regression consistency check

