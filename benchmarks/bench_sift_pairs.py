@@ -1,4 +1,4 @@
-"""``densematch match-pairs --matcher sift`` vs the plain OpenCV script, as whole processes.
+"""``densematch match-pairs --model sift`` vs the plain OpenCV script, as whole processes.
 
     PYTHONPATH=. python benchmarks/bench_sift_pairs.py [--images DIR] [--runs 3]
 
@@ -63,17 +63,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        pairs = tmp / "pairs.txt"
+        pairs = tmp / "pairs.txt"  # `densematch pairs --output DIR` writes DIR/pairs.txt
         subprocess.run([sys.executable, "-m", "densematch", "pairs", str(args.images), "--exhaustive",
-                        "--output", str(pairs)], check=True, stdout=subprocess.DEVNULL,
+                        "--output", str(tmp)], check=True, stdout=subprocess.DEVNULL,
                        env={**os.environ, "PYTHONPATH": str(REPO)})
         for label, (plain_flags, our_options) in SETTINGS.items():
             plain_cmd = [sys.executable, str(REPO / "benchmarks" / "plain_sift_pairs.py"), str(args.images),
                          str(pairs), str(tmp / "plain.npz"), *plain_flags]
             ours_cmd = [sys.executable, "-m", "densematch", "match-pairs", str(args.images), "--pairs", str(pairs),
-                        "--matcher", "sift", "--output", str(tmp / "ours"), "--overwrite", "--quiet"]
+                        "--model", "sift", "--output", str(tmp / "ours"), "--overwrite", "--quiet"]
             for option in our_options:
-                ours_cmd += ["--matcher-option", option]
+                ours_cmd += ["--option", option]
             plain_t, ours_t = [], []
             for _ in range(args.runs):
                 plain_t.append(_timed(plain_cmd))

@@ -95,7 +95,7 @@ class SiftMatcher(PairMatcher):
 
 
 
-def _nearest_neighbours(desc0: np.ndarray, desc1: np.ndarray, block: int = 2048, backward: bool = True):
+def _nearest_neighbours(desc0: np.ndarray, desc1: np.ndarray, block: int = 256, backward: bool = True):
     """Brute-force L2 neighbours of ``desc0 (N, D)`` among ``desc1 (M, D)`` (torch matrix products).
 
     Returns ``best (N,)`` (nearest in desc1), ``first, second (N,)`` (L2 distance to the nearest and

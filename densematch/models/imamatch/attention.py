@@ -47,8 +47,10 @@ class FocusedLinearAttention(nn.Module):
         out = torch.einsum("nlhd,nhdv,nlh->nlhv", q, kv, z)
         n, s, heads, d = v.shape
         image = v.permute(0, 2, 3, 1).reshape(n * heads, d, height, s // height)
-        image = self.dwc(image).reshape(n, heads, d, s).permute(0, 3, 1, 2)
-        return out + image
+        # contiguous as upstream: a permuted view here would carry a channels-last layout into every later
+        # conv and norm (measured: the 1/8 stage ~1.5x slower on CPU)
+        image = self.dwc(image).reshape(n, heads, d, s).permute(0, 3, 1, 2).contiguous()
+        return (out + image).contiguous()
 
 
 def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
@@ -107,7 +109,7 @@ class MultiScaleAttentionLayer(nn.Module):
             messages.append(out)
         weights = torch.softmax(self.scale_weight, dim=0)
         message = weights[0] * messages[0] + weights[1] * messages[1] + weights[2] * messages[2]
-        x = x0 + self.dropout(self.merge(message))
+        x = x0 + self.dropout(self.merge(message.contiguous()))  # NCHW-contiguous, as upstream
         return x + self.dropout(self.mlp(x))
 
 
