@@ -153,10 +153,17 @@ def test_forward_rejects_bad_shapes(small_model):
         small_model(torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 96))
 
 
-def test_scannet_bug_height_needs_multiples_of_60():
+def test_scannet_bug_height_needs_multiples_of_60(monkeypatch):
     model = densematch.load("imamatch_scannet", weights=False)
-    with pytest.raises(InputShapeError, match="multiple of 60"):
+
+    def no_work(*args):
+        raise AssertionError("the network ran before the size check")
+
+    monkeypatch.setattr(model, "features", no_work)
+    with pytest.raises(InputShapeError, match="multiple of 60"):  # before any network work
         model(torch.zeros(1, 1, 64, 64), torch.zeros(1, 1, 64, 64))
+    with pytest.raises(InputShapeError, match="15 cells at 1/32"):  # 240 cells at 1/8 and 60 at 1/16 fit
+        model(torch.zeros(1, 1, 96, 160), torch.zeros(1, 1, 96, 160))
 
 
 def test_training_forward_targets_and_gradients():

@@ -18,6 +18,20 @@ from .blocks import MB, DropPath
 SCANNET_BUG_HEIGHT = 60  # upstream FIX_BUG_FOR_SCANNET: the depthwise conv always reshapes with this height
 
 
+def check_scannet_bug_size(height: int, width: int) -> None:
+    """With ``fix_bug_for_scannet`` every scale's depthwise conv reshapes its ``(H/8s) (W/8s)`` cells
+    (s = 1, 2, 4) with height 60; raise :class:`InputShapeError` up front when that cannot work for a
+    ``height x width`` network input."""
+    for stride in (8, 16, 32):
+        cells = (height // stride) * (width // stride)
+        if cells % SCANNET_BUG_HEIGHT:
+            raise InputShapeError(
+                f"fix_bug_for_scannet (the ScanNet model) reshapes every attention scale with height "
+                f"{SCANNET_BUG_HEIGHT}: a {width}x{height} input has {cells} cells at 1/{stride}, not a multiple of "
+                f"{SCANNET_BUG_HEIGHT}; use 640x480 (the ScanNet size, option resize=640 on 4:3 images)"
+            )
+
+
 class FocusedLinearAttention(nn.Module):
     """FLatten-style focused linear attention with a depthwise-conv value term (one per scale).
 

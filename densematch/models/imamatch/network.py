@@ -20,7 +20,7 @@ from torch import nn
 
 from ...errors import InputShapeError
 from ..contract import InputSpec
-from .attention import TokenAttentionBlock
+from .attention import TokenAttentionBlock, check_scannet_bug_size
 from .backbone import MBFormer
 from .coarse import dual_softmax_confidence, select_coarse
 from .config import MEGADEPTH_ARCH, MEGADEPTH_TEST, IMAMatchArchitecture, IMAMatchSettings
@@ -80,6 +80,8 @@ class IMAMatch(nn.Module):
         if image0.ndim != 4 or image0.shape[:2] != (1, 1):
             raise InputShapeError(f"IMAMatch.forward expects (1, 1, H, W) grey images, got {tuple(image0.shape)}")
         s = self.settings
+        if self.arch.fix_bug_for_scannet:
+            check_scannet_bug_size(*image0.shape[-2:])
         f2, _, f8 = self.features(image0, image1)
         conf = dual_softmax_confidence(f8[:1], f8[1:], self.arch.coarse_temperature)
         coarse = select_coarse(conf, f8.shape[-1], s.coarse_threshold, s.allow_reverse)
