@@ -9,7 +9,7 @@
    every match at coarse threshold 0 (mutual nearest neighbours, refined), scored against the exact
    ground truth: precision at 3 / 5 px and correct matches per pair, through the model's ``match_images``.
 
-Example (about 10 s per step on one busy CPU core at 96 x 96)::
+Everything runs on one thread. Example (about 3 s per IMAMatch step, batch 2, on one CPU core at 96 x 96)::
 
     python benchmarks/train_semidense.py --model s2ld --steps 150 --work /tmp/sd_bench
 """
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -37,9 +38,12 @@ SETTINGS = {
 }
 
 
-def run(*args: str) -> None:
+def run(*args: str, threads: int = 1) -> None:
+    """``densematch ARGS`` in a subprocess with ``threads`` OpenMP threads (more than the free cores make
+    every parallel region spin: a 2-thread training step took 44 s instead of 3 s beside one other job)."""
     print("$", " ".join(args), flush=True)
-    subprocess.run([sys.executable, "-m", "densematch", *args], check=True)
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, "-m", "densematch", *args], check=True, env=env)
 
 
 def synthesise(images: Path, out: Path, first: int, count: int, resolution: int, pairs: int, seed: int) -> Path:

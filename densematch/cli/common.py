@@ -165,12 +165,14 @@ def check_model_options(name: str, options: dict, *, flags: dict[str, str] | Non
     on the ``meta`` device without weights (no download, no memory), which runs all its own checks.
     ``flags`` maps option names to the command-line flag that set them (``coarse_res`` -> ``--coarse-res``).
     """
-    from ..weights import argument_name
-
     entry = model_entry(name)
     flags = flags or {}
     named = {key: flags.get(key, f"--option {key}") for key in options}
-    roles = {argument_name(role) for role in entry.weights}
+    roles = set()
+    if entry.weights:  # (densematch.weights imports torch: not for weight-free models)
+        from ..weights import argument_name
+
+        roles = {argument_name(role) for role in entry.weights}
     for key in options:
         if key.endswith("_weights") and key not in roles:
             raise ConfigError(f"model '{name}' has no {key.removesuffix('_weights')} weights; drop {named[key]}")
@@ -208,13 +210,13 @@ def check_weights_arg(name: str, weights) -> None:
 def fetch_weights(name: str, weights, options: dict) -> None:
     """Make sure every weight file of a registered model is here (downloading what is missing), so that
     all missing files are reported in one message before the model is built."""
-    from ..weights import argument_name, fetch_all
-
     entry = model_entry(name)
     if not entry.weights:
         if weights is not None:
             check_input_file(weights, "--weights")
         return
+    from ..weights import argument_name, fetch_all  # (imports torch: not for weight-free models)
+
     given = {role: (weights if role == "matcher" else options.get(argument_name(role))) for role in entry.weights}
     fetch_all(entry.weights, given, what=name, note=entry.weights_note)
 

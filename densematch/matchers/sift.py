@@ -70,7 +70,7 @@ class SiftMatcher(PairMatcher):
 
         The same matches as OpenCV's ``BFMatcher(NORM_L2).knnMatch(k=2)`` + ratio test (and
         ``match()`` the other way for the mutual check), from one matrix product per pair, in
-        blocks of rows: ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``; the two nearest per row and the
+        blocks of rows (see :func:`_nearest_neighbours`): ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``; the two nearest per row and the
         nearest per column (mutual check) come from the same product. For OpenCV SIFT descriptors
         (whole numbers, squared distances < 2^24) every step is exact in float32, so matches and
         scores equal OpenCV's bit for bit; for RootSIFT they agree up to float32 rounding (a ratio
@@ -96,35 +96,46 @@ class SiftMatcher(PairMatcher):
 
 
 def _nearest_neighbours(desc0: np.ndarray, desc1: np.ndarray, block: int = 256, backward: bool = True):
-    """Brute-force L2 neighbours of ``desc0 (N, D)`` among ``desc1 (M, D)`` (torch matrix products).
+    """Brute-force L2 neighbours of ``desc0 (N, D)`` among ``desc1 (M, D)`` (NumPy matrix products).
 
     Returns ``best (N,)`` (nearest in desc1), ``first, second (N,)`` (L2 distance to the nearest and
     second nearest, float32) and ``back (M,)`` (nearest in desc0 of each desc1 row; only when
-    ``backward``, else None). Ties go to the
-    lower index, as in OpenCV's brute-force matcher. Peak memory: ``block x M`` floats.
-    """
-    import torch
+    ``backward``, else None). Ties go to the lower index, as in OpenCV's brute-force matcher.
 
-    a = torch.from_numpy(np.ascontiguousarray(desc0, dtype=np.float32))
-    b = torch.from_numpy(np.ascontiguousarray(desc1, dtype=np.float32))
-    norm_a, norm_b = a.square().sum(1), b.square().sum(1)
+    Rows go in blocks of ``block``: a ``block x M`` distance block stays in cache for the reductions that
+    follow its product (256 rows: 1.8x faster than blocks of 2048, 3x with the mutual check, measured on one
+    thread). NumPy rather than torch: as fast or faster here (measured 0.40 vs 0.55 s per 8192 x 8192 pair
+    on one thread), its ``sqrt`` gives OpenCV's distances bit for bit, and SIFT matching never imports torch
+    (~1.5-1.9 s of start-up).
+    """
+    a = np.ascontiguousarray(desc0, dtype=np.float32)
+    b = np.ascontiguousarray(desc1, dtype=np.float32)
+    norm_a, norm_b = np.einsum("ij,ij->i", a, a), np.einsum("ij,ij->i", b, b)
+    b_t = np.ascontiguousarray(b.T)
     n, m = len(a), len(b)
-    best = torch.empty(n, dtype=torch.long)
-    first, second = torch.empty(n), torch.empty(n)
-    back_d2, back = torch.full((m,), float("inf")), torch.zeros(m, dtype=torch.long)
+    best = np.empty(n, np.int64)
+    first, second = np.empty(n, np.float32), np.empty(n, np.float32)
+    back_d2, back = np.full(m, np.inf, np.float32), np.zeros(m, np.int64)
+    columns = np.arange(m)
     for start in range(0, n, block):
         stop = min(start + block, n)
-        rows = torch.arange(stop - start)
+        rows = np.arange(stop - start)
         # |b|^2 - 2 a.b ranks the columns of a row as |a - b|^2 does (|a|^2 is added to the two kept)
-        d2 = torch.addmm(norm_b[None], a[start:stop], b.T, alpha=-2)
+        d2 = a[start:stop] @ b_t
+        d2 *= -2
+        d2 += norm_b[None]
         if backward:  # the other way round, rows rank by |a|^2 - 2 a.b
-            column_d2, column_idx = (d2 - norm_b[None] + norm_a[start:stop, None]).min(0)  # lowest row on ties
+            column = d2 - norm_b[None]
+            column += norm_a[start:stop, None]
+            column_idx = column.argmin(0)  # lowest row on ties
+            column_d2 = column[column_idx, columns]
             better = column_d2 < back_d2  # strict: an earlier block keeps a tie
-            back_d2 = torch.where(better, column_d2, back_d2)
-            back = torch.where(better, column_idx + start, back)
-        value, idx = d2.min(1)
-        best[start:stop], first[start:stop] = idx, value + norm_a[start:stop]
-        d2[rows, idx] = float("inf")
-        second[start:stop] = d2.min(1).values + norm_a[start:stop]
-    first.clamp_min_(0), second.clamp_min_(0)
-    return best.numpy(), first.sqrt().numpy(), second.sqrt().numpy(), back.numpy() if backward else None
+            back_d2 = np.where(better, column_d2, back_d2)
+            back = np.where(better, column_idx + start, back)
+        idx = d2.argmin(1)
+        best[start:stop], first[start:stop] = idx, d2[rows, idx] + norm_a[start:stop]
+        d2[rows, idx] = np.inf
+        second[start:stop] = d2.min(1) + norm_a[start:stop]
+    np.maximum(first, 0, out=first)
+    np.maximum(second, 0, out=second)
+    return best, np.sqrt(first), np.sqrt(second), back if backward else None

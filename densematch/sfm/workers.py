@@ -88,9 +88,13 @@ class MatcherSpec:
         }
 
     def build(self) -> PairMatcher:
-        import torch
+        device = self.device
+        if device is None and self.resolved_kind == "keypoints" and self.factory is None:
+            device = "cpu"  # classical detectors run on the CPU: no torch import (~1.5 s) to ask about GPUs
+        elif device is None:
+            import torch
 
-        device = self.device or ("cuda" if torch.cuda.is_available() else "cpu")
+            device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.factory is not None:
             matcher = self.factory(device)
         else:
