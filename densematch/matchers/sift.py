@@ -70,9 +70,9 @@ class SiftMatcher(PairMatcher):
 
         The same matches as OpenCV's ``BFMatcher(NORM_L2).knnMatch(k=2)`` + ratio test (and
         ``match()`` the other way for the mutual check), from one matrix product per pair, in
-        blocks of rows (see :func:`_nearest_neighbours`): ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``; the two nearest per row and the
-        nearest per column (mutual check) come from the same product. For OpenCV SIFT descriptors
-        (whole numbers, squared distances < 2^24) every step is exact in float32, so matches and
+        blocks of rows (see :func:`_nearest_neighbours`): ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``; the
+        two nearest per row and the nearest per column (mutual check) come from the same product. For
+        OpenCV SIFT descriptors (whole numbers, squared distances < 2^24) every step is exact in float32, so matches and
         scores equal OpenCV's bit for bit; for RootSIFT they agree up to float32 rounding (a ratio
         within ~1e-6 of the threshold may resolve differently).
         """
