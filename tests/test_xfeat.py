@@ -146,3 +146,28 @@ def test_self_matches_are_identity_in_pixels_of_the_given_image(official_weights
         feats = model.extract(image)  # many-pair matching: reuse per-image features
         again = model.match_features(feats, feats)
         assert torch.equal(again["kpts0"], kpts0) and torch.equal(again["idx1"], out["idx1"])
+
+
+@pytest.mark.parametrize("name", ["xfeat", "xfeat_star"])
+def test_many_pairs_extract_each_image_once_with_the_same_matches(official_weights, shared_data, name):
+    """The matcher (what match-pairs runs) keeps per-image features: each image is extracted once however
+    many pairs it is in, and every pair's matches equal ``match_images`` on that pair."""
+    from densematch.matchers import get_matcher
+
+    images = [load_image(shared_data / "oxford_boat" / f"img{i}.pgm").crop((0, 0, 320, 256)) for i in (1, 2, 3)]
+    matcher = get_matcher(name, weights=official_weights)
+    calls = []
+    extract = matcher.model.extract
+    matcher.model.extract = lambda image: calls.append(image) or extract(image)
+    pairs = [(0, 1), (0, 2), (1, 2), (0, 1)]
+    results = [matcher.match_pair(images[i], images[j]) for i, j in pairs]
+    assert len(calls) == 3  # not 8
+    for (i, j), result in zip(pairs, results, strict=True):
+        direct = matcher.model.match_images(images[i], images[j])
+        assert np.array_equal(result.kpts0, direct["kpts0"].double().numpy())
+        assert np.array_equal(result.kpts1, direct["kpts1"].double().numpy())
+    matcher.feature_cache = 1  # a small cache still gives the same matches, re-extracting evicted images
+    matcher._features.clear()
+    again = [matcher.match_pair(images[i], images[j]) for i, j in pairs]
+    assert all(np.array_equal(a.kpts1, b.kpts1) for a, b in zip(again, results, strict=True))
+    assert len(calls) > 3 + 3
