@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...backbones.fused import channels_last, conv_bn, fast_path
 from ...conventions import normalized_grid
 from ..amp import autocast, no_autocast
 
@@ -33,7 +34,7 @@ def local_correlation(x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, radi
     gy, gx = torch.meshgrid(dy, dx, indexing="ij")
     offsets = torch.stack((gx, gy), dim=-1).reshape(-1, 2)  # (K, 2)
     warp = flow.permute(0, 2, 3, 1)  # (B, h, w, 2)
-    x_scaled = (x / c**0.5)[..., None]
+    x_scaled = (x / c**0.5).contiguous()[..., None]
     in_place = not (torch.is_grad_enabled() and x.requires_grad)
     step = max(1, budget_bytes // max(b * c * h * w * x.element_size(), 1))
     out = []
@@ -77,6 +78,8 @@ class ConvRefiner(nn.Module):
         self.amp_dtype: torch.dtype | None = None
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, scale_factor: float = 1.0):
+        if fast_path(self, x):
+            return self._forward_folded(x, y, flow, scale_factor)
         b, _, h, w = x.shape
         with autocast(x.device, self.amp_dtype):
             x_hat = F.grid_sample(y, flow.permute(0, 2, 3, 1), mode="bilinear", align_corners=False)
@@ -88,4 +91,28 @@ class ConvRefiner(nn.Module):
             d = self.hidden_blocks(self.block1(torch.cat(parts, dim=1)))
         with no_autocast(x.device):
             d = self.out_conv(d.float())
+        return d[:, :-1], d[:, -1:]
+
+    def _forward_folded(self, x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, scale_factor: float):
+        """Eval-mode CPU inference (see :mod:`densematch.backbones.fused`): the same computation with
+        channels-last activations (grid_sample reads a channels-last ``y`` 2-3x faster, bit for bit), the
+        BatchNorm folded into the depthwise conv and the ReLU fused into it. Same values up to rounding."""
+        b, _, h, w = x.shape
+        y = channels_last(y)
+        x_hat = F.grid_sample(y, flow.permute(0, 2, 3, 1), mode="bilinear", align_corners=False)
+        grid_a = normalized_grid(h, w, device=x.device).permute(2, 0, 1)[None].expand(b, 2, h, w)
+        emb = self.disp_emb(40 / 32 * scale_factor * (flow - grid_a))
+        parts = [x, x_hat, emb]
+        if self.corr_radius:
+            parts.append(local_correlation(x, y, flow, self.corr_radius))
+        d = torch.empty((b, sum(p.shape[1] for p in parts), h, w), dtype=x.dtype, device=x.device,
+                        memory_format=torch.channels_last)
+        start = 0
+        for part in parts:  # the concatenation, written once into a channels-last buffer
+            d[:, start : start + part.shape[1]].copy_(part)
+            start += part.shape[1]
+        for block in (self.block1, *self.hidden_blocks):
+            depthwise, norm, _, pointwise = block
+            d = conv_bn(conv_bn(d, depthwise, norm, relu=True), pointwise)
+        d = conv_bn(d, self.out_conv)
         return d[:, :-1], d[:, -1:]
