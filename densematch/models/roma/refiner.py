@@ -49,6 +49,47 @@ def local_correlation(x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, radi
     return torch.cat(out, dim=1)
 
 
+def local_correlation_dense(x: torch.Tensor, y: torch.Tensor, flow: torch.Tensor, radius: int,
+                            budget_bytes: int = 8 << 20) -> torch.Tensor:
+    """:func:`local_correlation` from one matrix product (inference only; for small grids).
+
+    The window's offsets are whole cells, so all ``(2r+1)^2`` bilinear samples share the same weights
+    and lie on the ``(2r+2)^2`` integer cells from ``floor(match) - r``. The dot products of A's feature
+    with B's features at every cell (one GEMM per block of A's cells, ``budget_bytes`` each), picked at
+    those cells (zero outside B) and combined with the four bilinear weights, give the same values up to
+    float32 rounding. Cheaper than sampling the ``C x (2r+1)^2`` window when ``h w`` is at most a few
+    hundred times ``(2r+1)^2`` (RoMa's coarse scales). Output ``(B, (2r+1)^2, h, w)`` (a channels-last
+    view), channel order as :func:`local_correlation`.
+    """
+    b, c, h, w = x.shape
+    side, span = 2 * radius + 1, 2 * radius + 2
+    hw, n = h * w, b * h * w
+    x_rows = (x / c**0.5).permute(0, 2, 3, 1).reshape(n, c)
+    y_rows = y.permute(0, 2, 3, 1).reshape(n, c)
+    ix = ((flow[:, 0] + 1) * w - 1) / 2  # grid_sample's unnormalisation, align_corners=False
+    iy = ((flow[:, 1] + 1) * h - 1) / 2
+    x0, y0 = ix.floor(), iy.floor()
+    fx, fy = (ix - x0).reshape(n, 1, 1), (iy - y0).reshape(n, 1, 1)
+    t = torch.arange(-radius, radius + 2, device=x.device)
+    ux = x0.long().reshape(n, 1, 1) + t[None, None, :]
+    uy = y0.long().reshape(n, 1, 1) + t[None, :, None]
+    valid = ((ux >= 0) & (ux < w) & (uy >= 0) & (uy < h)).reshape(n, span * span)
+    index = (uy * w + ux).reshape(n, span * span).clamp_(0, hw - 1)
+    dots = torch.empty(n, span * span, dtype=x.dtype, device=x.device)
+    step = max(1, budget_bytes // (hw * x.element_size()))
+    buffer = x_rows.new_empty(min(step, hw), hw)  # reused: no page faults per block
+    for i in range(b):
+        y_t = y_rows[i * hw : (i + 1) * hw].t()
+        for start in range(i * hw, (i + 1) * hw, step):
+            rows = slice(start, min(start + step, (i + 1) * hw))
+            full = torch.mm(x_rows[rows], y_t, out=buffer[: rows.stop - rows.start])
+            torch.gather(full, 1, index[rows], out=dots[rows])
+    dots = dots.masked_fill_(~valid, 0).view(n, span, span)
+    corr = ((1 - fy) * ((1 - fx) * dots[:, :-1, :-1] + fx * dots[:, :-1, 1:])
+            + fy * ((1 - fx) * dots[:, 1:, :-1] + fx * dots[:, 1:, 1:]))
+    return corr.reshape(b, h, w, side * side).permute(0, 3, 1, 2)
+
+
 def _block(channels: int, kernel: int, bn_momentum: float) -> nn.Sequential:
     return nn.Sequential(
         nn.Conv2d(channels, channels, kernel, 1, kernel // 2, groups=channels),
@@ -104,7 +145,10 @@ class ConvRefiner(nn.Module):
         emb = self.disp_emb(40 / 32 * scale_factor * (flow - grid_a))
         parts = [x, x_hat, emb]
         if self.corr_radius:
-            parts.append(local_correlation(x, y, flow, self.corr_radius))
+            if h * w <= 256 * (2 * self.corr_radius + 1) ** 2 and bool(torch.isfinite(flow).all()):
+                parts.append(local_correlation_dense(x, y, flow, self.corr_radius))
+            else:
+                parts.append(local_correlation(x, y, flow, self.corr_radius))
         d = torch.empty((b, sum(p.shape[1] for p in parts), h, w), dtype=x.dtype, device=x.device,
                         memory_format=torch.channels_last)
         start = 0
