@@ -115,7 +115,8 @@ class Block(nn.Module):
         batch, tokens, dim = x.shape
         proj_w, proj_b, fc2_w, fc2_b = self._folded_scales()
         h = self.norm1(x)
-        qkv = _linear(h, attn.qkv.weight, attn.qkv.bias).reshape(batch, tokens, 3, attn.num_heads, dim // attn.num_heads)
+        qkv = _linear(h, attn.qkv.weight, attn.qkv.bias)
+        qkv = qkv.reshape(batch, tokens, 3, attn.num_heads, dim // attn.num_heads)
         q, k, v = qkv.unbind(2)
         a = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
         x = torch.ops.mkldnn._linear_pointwise.binary(a.transpose(1, 2).reshape(batch, tokens, dim), x, proj_w,
