@@ -8,6 +8,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .fused import conv_bn, fast_path
+
 # torchvision's configuration "E" (VGG19): channels per conv, "M" = 2x2 max-pool
 VGG19_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M")
 
@@ -29,6 +31,8 @@ class VGG19BN(nn.Module):
         self.layers = nn.ModuleList(layers)
 
     def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        if fast_path(self, x):
+            return self._forward_folded(x)
         features = {}
         scale = 1
         last = len(self.layers) - 1
@@ -39,4 +43,26 @@ class VGG19BN(nn.Module):
                 if index == last:  # upstream runs the last pool and discards it
                     break
             x = layer(x)
+        return features
+
+    def _forward_folded(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        """Eval-mode CPU inference: each conv/BN/ReLU triplet as one folded oneDNN conv, channels-last
+        activations (see :mod:`densematch.backbones.fused`). Same values up to float32 rounding; the
+        features are returned channels-last."""
+        features = {}
+        scale = 1
+        layers = self.layers
+        index = 0
+        while index < len(layers):
+            layer = layers[index]
+            if isinstance(layer, nn.MaxPool2d):
+                features[scale] = x
+                scale *= 2
+                if index == len(layers) - 1:
+                    break
+                x = layer(x)
+                index += 1
+            else:
+                x = conv_bn(x, layer, layers[index + 1], relu=True)
+                index += 3
         return features

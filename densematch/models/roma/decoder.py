@@ -6,6 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...backbones.fused import conv_bn, fast_path
 from ...conventions import normalized_grid
 from ..amp import autocast
 from .config import RomaArchitecture
@@ -71,7 +72,10 @@ class Decoder(nn.Module):
             with autocast(device, self.amp_dtype):
                 if self.amp_dtype is None or device.type != "cuda":
                     x, y = x.float(), y.float()
-                x, y = self.proj[key](x), self.proj[key](y)
+                if fast_path(self, x):  # eval CPU inference: BatchNorm folded, channels-last (same values)
+                    x, y = (conv_bn(t, *self.proj[key]) for t in (x, y))
+                else:
+                    x, y = self.proj[key](x), self.proj[key](y)
             if key in self.gps:
                 posterior = self.gps[key](x, y)
                 with autocast(device, self.amp_dtype):
