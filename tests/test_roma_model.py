@@ -156,3 +156,24 @@ def test_match_batch_equals_pair_by_pair(small_model, shared_data):
     single = matcher.match_pair(*pairs[1])
     assert len(batched) == 2 and batched[1].size0 == single.size0
     assert np.allclose(batched[1].kpts0, single.kpts0, atol=1e-3)
+
+
+def test_plain_modules_give_the_fused_fast_paths_outputs(small_model, monkeypatch):
+    """match() on CPU takes oneDNN's fused kernels (folded BatchNorm, channels-last, fused linears); without
+    them (a torch build lacking the private ops) the plain modules run, to the same values."""
+    import densematch.backbones.fused as fused
+
+    rng = np.random.default_rng(3)
+    a = Image.fromarray(rng.integers(0, 255, (90, 120, 3), dtype=np.uint8))
+    b = Image.fromarray(rng.integers(0, 255, (80, 60, 3), dtype=np.uint8))
+    folds = []
+    folded = fused.folded
+    monkeypatch.setattr(fused, "folded", lambda *args: folds.append(1) or folded(*args))
+    fast = small_model.match(a, b)
+    assert folds, "the fused fast path did not run"
+    monkeypatch.setattr(fused, "HAS_ONEDNN_FUSED", False)
+    folds.clear()
+    plain = small_model.match(a, b)
+    assert not folds
+    for ours, theirs in zip(fast, plain, strict=True):
+        torch.testing.assert_close(ours, theirs, atol=2e-4, rtol=0)

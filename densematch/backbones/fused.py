@@ -17,11 +17,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# oneDNN's fused kernels are private torch ops (present in torch 2.x builds with oneDNN); without them every
+# caller takes its plain modules (same values up to rounding).
+HAS_ONEDNN_FUSED = (torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+                    and hasattr(torch.ops.mkldnn, "_linear_pointwise"))
+
 
 def fast_path(module: nn.Module, x: torch.Tensor) -> bool:
     """Whether ``module`` may use the folded channels-last kernels for input ``x``."""
-    return (not module.training and torch.is_inference_mode_enabled() and x.device.type == "cpu"
-            and x.dtype == torch.float32 and torch.backends.mkldnn.is_available())
+    return (HAS_ONEDNN_FUSED and not module.training and torch.is_inference_mode_enabled()
+            and x.device.type == "cpu" and x.dtype == torch.float32)
 
 
 def channels_last(x: torch.Tensor) -> torch.Tensor:

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused import fast_path
+
 
 class Attention(nn.Module):
     """Multi-head self-attention through ``F.scaled_dot_product_attention``.
@@ -133,9 +135,8 @@ def _residual(x: torch.Tensor, h: torch.Tensor, linear: nn.Linear, scale: nn.Mod
 
 
 def _fused_linear_ok(module: nn.Module, x: torch.Tensor) -> bool:
-    return (not module.training and torch.is_inference_mode_enabled() and x.device.type == "cpu"
-            and x.dtype == torch.float32 and torch.backends.mkldnn.is_available()
-            and isinstance(module.mlp.act, nn.GELU) and module.mlp.act.approximate == "none")
+    return (fast_path(module, x) and isinstance(module.mlp.act, nn.GELU)
+            and module.mlp.act.approximate == "none")
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

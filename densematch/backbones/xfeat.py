@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .fused import HAS_ONEDNN_FUSED
+
 
 class BasicLayer(nn.Module):
     """``Conv2d(bias=False) -> BatchNorm2d(affine=False) -> ReLU`` under the key prefix ``layer.{0,1}``.
@@ -74,7 +76,7 @@ class BasicLayer(nn.Module):
 
 # Private torch kernels used for speed on CPU (present in torch 2.x builds with oneDNN); without them the
 # public conv2d path runs (same values up to rounding).
-_HAS_FUSED_CONV = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+_HAS_FUSED_CONV = HAS_ONEDNN_FUSED
 _HAS_IM2COL_CONV = hasattr(torch._C._nn, "thnn_conv2d")
 
 
