@@ -4,7 +4,9 @@
     python benchmarks/bench_roma.py --device cuda --coarse 560 --upsample 864 --dtype bf16 --runs 20
 
 Each implementation runs in its own process (upstream in the venv of shared/tools/romatch-oracle.sh) so
-that peak RSS (VmHWM, reset after a warm-up call) is measured in isolation. Prints one line per setting.
+that peak RSS (VmHWM, reset after a warm-up call) is measured in isolation; ``--rounds`` processes of each,
+alternating (ours, upstream, ours, ...), so that load from other jobs hits both alike; the times of all
+rounds are pooled (min and median reported). Prints one line per setting.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def main() -> None:
     parser.add_argument("--coarse", type=int, default=280)
     parser.add_argument("--upsample", type=int, default=420, help="0 = no upsampling pass")
     parser.add_argument("--dtype", default="fp16", choices=["fp16", "bf16", "fp32"], help="AMP dtype on CUDA")
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=5, help="timed calls per process (after one warm-up)")
+    parser.add_argument("--rounds", type=int, default=2, help="processes per implementation, alternating")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--sample", type=int, default=10000, help="also time sample(num); 0 = skip")
     parser.add_argument("--impl", choices=["ours", "upstream", "both"], default="both")
@@ -132,21 +135,30 @@ def main() -> None:
         del model
         impls = ["ours", "upstream"] if args.impl == "both" else [args.impl]
         results = {}
-        for impl in impls:
-            python = sys.executable if impl == "ours" else oracle_python()
-            if python is None:
-                print(f"{impl}: reference venv unavailable, skipped")
-                continue
-            passed = ("device", "coarse", "upsample", "dtype", "runs", "threads", "sample")
-            cmd = [python, __file__, "--impl", impl, "--weights-dir", tmp] + [
-                f"--{k}={getattr(args, k)}" for k in passed
-            ]
-            done = subprocess.run(cmd, capture_output=True, text=True)
-            lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-            if done.returncode or not lines:
-                print(f"{impl}: failed\n{done.stderr[-2000:]}")
-                continue
-            results[impl] = json.loads(lines[-1][7:])
+        pythons = {impl: sys.executable if impl == "ours" else oracle_python() for impl in impls}
+        for impl in [i for i in impls if pythons[i] is None]:
+            print(f"{impl}: reference venv unavailable, skipped")
+        for _ in range(args.rounds):  # ours, upstream, ours, upstream, ...: load hits both alike
+            for impl in [i for i in impls if pythons[i] is not None]:
+                passed = ("device", "coarse", "upsample", "dtype", "runs", "threads", "sample")
+                cmd = [pythons[impl], __file__, "--impl", impl, "--weights-dir", tmp] + [
+                    f"--{k}={getattr(args, k)}" for k in passed
+                ]
+                done = subprocess.run(cmd, capture_output=True, text=True)
+                lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+                if done.returncode or not lines:
+                    print(f"{impl}: failed\n{done.stderr[-2000:]}")
+                    continue
+                result = json.loads(lines[-1][7:])
+                if impl in results:  # pool the rounds: all times, the highest peak
+                    previous = results[impl]
+                    result["times"] = previous["times"] + result["times"]
+                    for key in ("peak_rss_mib", "peak_cuda_mib", "sample_peak_rss_mib"):
+                        if key in result:
+                            result[key] = max(result[key], previous[key])
+                    if "sample_seconds" in result:
+                        result["sample_seconds"] = min(result["sample_seconds"], previous["sample_seconds"])
+                results[impl] = result
     setting = f"device={args.device} coarse={args.coarse} upsample={args.upsample or 'off'} dtype={args.dtype}"
     for impl, r in results.items():
         t = sorted(r["times"])
