@@ -25,7 +25,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 # (script, arguments, arguments with --quick)
 SCRIPTS = [
-    ("bench_roma.py", ["--runs", "2", "--rounds", "2", "--sample", "0"], ["--runs", "1", "--rounds", "1", "--sample", "0"]),
+    ("bench_roma.py", ["--runs", "2", "--rounds", "2", "--sample", "0"],
+     ["--runs", "1", "--rounds", "1", "--sample", "0"]),
     ("bench_sample.py", ["--runs", "2"], ["--runs", "1"]),
     ("bench_tiny.py", ["--sizes", "480x640", "--repeats", "5", "--threads", "1"],
      ["--sizes", "480x640", "--repeats", "2", "--threads", "1"]),
