@@ -352,3 +352,16 @@ def test_unreadable_images_are_skipped_and_counted_unless_strict(tmp_path, capsy
     strict = tiny_config(folder, tmp_path / "strict", steps=3, batch_size=2, strict=True)
     with pytest.raises(DensematchError, match="img01.png"):
         make_trainer(strict).fit()
+
+
+def test_a_resolution_the_model_cannot_take_is_refused_before_any_work(image_dir, tmp_path):
+    """The model contract's optional check_input_size runs on the training resolution up front: IMAMatch's
+    ScanNet model (height-60 reshape) refuses 96 x 96 before data is opened or anything is written."""
+    import densematch
+    from densematch.errors import InputShapeError
+
+    model = densematch.load("imamatch_scannet", weights=False)
+    config = tiny_config(image_dir, tmp_path / "out", model="imamatch_scannet", resolution=(96, 96))
+    with pytest.raises(InputShapeError, match="144 cells at 1/8"):
+        run_module.make_trainer(config, model=model)
+    assert not (tmp_path / "out").exists()

@@ -20,7 +20,10 @@ Every learned model (``nn.Module``) also declares
   ``H_0to1`` where the source has them; see :mod:`densematch.data`), because LoFTR-style models need
   ground-truth matches inside the forward;
 * a :class:`TrainingRecipe`, named by the registry entry: the loss (built from an import path, so the
-  trainer never branches on a model's name), the supervision it needs, the optimiser/schedule preset.
+  trainer never branches on a model's name), the supervision it needs, the optimiser/schedule preset;
+* optionally ``check_input_size(height, width)``: raises :class:`~densematch.errors.InputShapeError` for a
+  network input size the model cannot take beyond ``input_spec.size_multiple`` (IMAMatch's ScanNet model);
+  the trainer calls it on the training resolution before any work.
 
 The loss module built by ``recipe.loss`` is called as ``loss(predictions, batch) -> LossOutput``.
 """

@@ -70,6 +70,9 @@ def make_trainer(
     else:
         freeze(model, recipe.frozen)
     resolution = resolved_resolution(config, recipe, model.input_spec.size_multiple)
+    check_size = getattr(model, "check_input_size", None)  # optional part of the model contract
+    if callable(check_size):
+        check_size(*resolution)
     sources = [open_source(spec, resolution, seed=config.seed) for spec in config.data]
     rates = group_learning_rates(config, recipe)
     schedule = resolved_schedule(config, recipe)

@@ -28,7 +28,8 @@ def check_scannet_bug_size(height: int, width: int) -> None:
             raise InputShapeError(
                 f"fix_bug_for_scannet (the ScanNet model) reshapes every attention scale with height "
                 f"{SCANNET_BUG_HEIGHT}: a {width}x{height} input has {cells} cells at 1/{stride}, not a multiple of "
-                f"{SCANNET_BUG_HEIGHT}; use 640x480 (the ScanNet size, option resize=640 on 4:3 images)"
+                f"{SCANNET_BUG_HEIGHT}; use 640x480 (the ScanNet size: --resolution 480 640 to train, resize=640 "
+                "for 4:3 images)"
             )
 
 

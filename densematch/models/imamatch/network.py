@@ -51,6 +51,14 @@ class IMAMatch(nn.Module):
         self.settings = self.settings.updated(**options)
         return self
 
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise :class:`InputShapeError` for a network input this model cannot take (sides multiples of 32;
+        with ``fix_bug_for_scannet``, every scale's cells a multiple of 60)."""
+        if height % 32 or width % 32:
+            raise InputShapeError(f"IMAMatch needs image sides that are multiples of 32, got {height}x{width}")
+        if self.arch.fix_bug_for_scannet:
+            check_scannet_bug_size(height, width)
+
     def features(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Both images through MBFormer in one batch -> ``(f2, f4, f8)`` of shape ``(2B, C, H/s, W/s)``."""
         if image0.shape != image1.shape:
@@ -80,8 +88,7 @@ class IMAMatch(nn.Module):
         if image0.ndim != 4 or image0.shape[:2] != (1, 1):
             raise InputShapeError(f"IMAMatch.forward expects (1, 1, H, W) grey images, got {tuple(image0.shape)}")
         s = self.settings
-        if self.arch.fix_bug_for_scannet:
-            check_scannet_bug_size(*image0.shape[-2:])
+        self.check_input_size(*image0.shape[-2:])
         f2, _, f8 = self.features(image0, image1)
         conf = dual_softmax_confidence(f8[:1], f8[1:], self.arch.coarse_temperature)
         coarse = select_coarse(conf, f8.shape[-1], s.coarse_threshold, s.allow_reverse)
