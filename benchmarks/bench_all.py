@@ -62,14 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     if gpu is None:
         rows.append({"target": "RoMa 560/864 bf16/fp16 on GPU: not measured, no GPU"})
     date = datetime.date.today().isoformat()
-    print("| target | reference | reference s | ours s | ratio | peak MiB ref / ours | date | load |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| target | reference | reference s | ours s | ratio | peak MiB ref / ours | notes | date | load |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for row in rows:
         ref, ours, ratio = (row.get(k) for k in ("ref_s", "ours_s", "ratio"))
         fmt = lambda v, spec: "n/a" if v is None else format(v, spec)
         peak = (f"{row['ref_peak_mib']:.0f} / {row['ours_peak_mib']:.0f}" if "ref_peak_mib" in row else "")
         print(f"| {row['target']} | {row.get('reference', '')} | {fmt(ref, '.2f')} | {fmt(ours, '.2f')} | "
-              f"{fmt(ratio, '.2f')}x | {peak} | {date} | {fmt(row.get('load'), '.1f')} |")
+              f"{fmt(ratio, '.2f')}x | {peak} | {row.get('notes', '')} | {date} | {fmt(row.get('load'), '.1f')} |")
     return 0
 
 

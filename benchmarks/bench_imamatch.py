@@ -130,7 +130,9 @@ def main() -> None:
                     "target": f"IMAMatch forward {args.size[0]}x{args.size[1]} {setting}, {args.threads} threads "
                               "(`bench_imamatch.py`)", "reference": "upstream (shared/oracles)",
                     "ref_s": ref["seconds"], "ours_s": ours["seconds"], "ratio": ref["seconds"] / ours["seconds"],
-                    "load": os.getloadavg()[0], "ref_peak_mib": ref["peak_mib"], "ours_peak_mib": ours["peak_mib"]}))
+                    "load": os.getloadavg()[0], "ref_peak_mib": ref["peak_mib"], "ours_peak_mib": ours["peak_mib"],
+                    "notes": f"matches {ours['matches']} (reference {ref['matches']})"
+                             + (f", {ours['fine_queries']} fine queries" if ours["fine_queries"] else "")}))
 
 
 if __name__ == "__main__":

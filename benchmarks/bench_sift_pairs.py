@@ -82,6 +82,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
             result = {"target": f"match-pairs sift, {label}, {total} pairs, 1 worker", "ours_s": min(ours_t),
                       "reference": "plain OpenCV script", "ref_s": min(plain_t),
                       "ratio": min(plain_t) / min(ours_t), "identical_pairs": same,
+                      "notes": f"identical matches on {same}/{total} pairs",
                       "pairs": total, "load": os.getloadavg()[0]}
             print(f"{label}: plain script min {min(plain_t):.2f} s, match-pairs min {min(ours_t):.2f} s, "
                   f"ratio {result['ratio']:.2f}x, identical matches on {same}/{total} pairs, "
