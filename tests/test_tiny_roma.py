@@ -341,7 +341,7 @@ def test_folded_batchnorm_matches_the_plain_layers_and_follows_weight_changes(st
     plain = model.match(a, b)
     for ours, theirs in zip(folded, plain, strict=True):
         torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=0)
-    assert not any(m.__dict__.get("_folded_cache") is None for m in layers)  # caches were used, not state
+    assert not any(m.layer[0].__dict__.get("_fused_cache") is None for m in layers)  # caches were used, not state
     assert sorted(model.state_dict()) == sorted(state)
 
 

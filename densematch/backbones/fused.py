@@ -33,8 +33,10 @@ def channels_last(x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-def folded(conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(weight, bias)`` of ``norm(conv(x))`` as one conv (``norm`` in eval mode), cached on ``conv``."""
+def folded(conv: nn.Conv2d, norm: nn.BatchNorm2d | None,
+           memory_format: torch.memory_format = torch.channels_last) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(weight, bias)`` of ``norm(conv(x))`` as one conv (``norm`` in eval mode), cached on ``conv``; the
+    weight in ``memory_format`` (channels-last for :func:`conv_bn`)."""
     tensors = [conv.weight, conv.bias]
     if norm is not None:
         tensors += [norm.weight, norm.bias, norm.running_mean, norm.running_var]
@@ -43,7 +45,7 @@ def folded(conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[torch.Tensor, 
         key = None
     else:
         key = tuple((t.data_ptr(), t._version, t.dtype, t.device) if t is not None else None for t in tensors)
-        key += (norm.eps,) if norm is not None else ()
+        key += ((norm.eps,) if norm is not None else ()) + (memory_format,)
     cached = conv.__dict__.get("_fused_cache")
     if key is None or cached is None or cached[0] != key:
         with torch.no_grad():
@@ -57,7 +59,7 @@ def folded(conv: nn.Conv2d, norm: nn.BatchNorm2d | None) -> tuple[torch.Tensor, 
                 bias = (bias - norm.running_mean) * scale
                 if norm.bias is not None:
                     bias = bias + norm.bias
-            weight = weight.contiguous(memory_format=torch.channels_last)
+            weight = weight.contiguous(memory_format=memory_format)
             bias = bias.contiguous()
         cached = (key, weight, bias)
         conv.__dict__["_fused_cache"] = cached

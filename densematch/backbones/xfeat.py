@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .fused import HAS_ONEDNN_FUSED
+from .fused import HAS_ONEDNN_FUSED, folded
 
 
 class BasicLayer(nn.Module):
@@ -36,7 +36,7 @@ class BasicLayer(nn.Module):
         )
 
     # Under torch.inference_mode, on CPU in float32, an eval-mode layer may fold its BatchNorm into the conv
-    # (weight * invstd, bias -mean * invstd; cached until the weights or statistics change) and fuse the
+    # (:func:`~densematch.backbones.fused.folded`: cached until the weights or statistics change) and fuse the
     # ReLU into oneDNN's convolution: ~4 % faster for Tiny RoMa, outputs equal to ~1e-6 (rounding only).
     # Off by default, so that XFeat keeps upstream's exact arithmetic; Tiny RoMa turns it on for its
     # layers. Training, and any call with autograd possible, always runs conv -> BatchNorm -> ReLU.
@@ -47,31 +47,13 @@ class BasicLayer(nn.Module):
         if (self.fold_batchnorm and not self.training and not norm.training and torch.is_inference_mode_enabled()
                 and x.device.type == "cpu" and x.dtype == conv.weight.dtype == torch.float32
                 and conv.padding_mode == "zeros" and conv.dilation == (1, 1)):
-            weight, bias = self._folded()
+            weight, bias = folded(conv, norm, memory_format=torch.contiguous_format)
             if conv.in_channels == 1 or not _HAS_FUSED_CONV:
                 return _conv(conv, x, weight, bias).relu_()
             return torch.ops.mkldnn._convolution_pointwise(
                 x, weight, bias, list(conv.padding), list(conv.stride), list(conv.dilation), conv.groups,
                 "relu", [None], "")
         return relu(norm(_conv(conv, x)))
-
-    def _folded(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(conv weight * invstd, -running_mean * invstd)``, recomputed when any input tensor changes."""
-        conv, norm, _ = self.layer
-        tensors = (conv.weight, norm.running_mean, norm.running_var)
-        if any(t.is_inference() for t in tensors):  # no version counter: never cache
-            key = None
-        else:
-            key = tuple((t.data_ptr(), t._version, t.dtype, t.device) for t in tensors) + (norm.eps,)
-        cached = self.__dict__.get("_folded_cache")
-        if key is None or cached is None or cached[0] != key:
-            with torch.no_grad():
-                scale = (norm.running_var + norm.eps).rsqrt()
-                weight = conv.weight * scale[:, None, None, None]
-                bias = -norm.running_mean * scale
-            cached = (key, weight, bias)
-            self.__dict__["_folded_cache"] = cached
-        return cached[1], cached[2]
 
 
 # Private torch kernels used for speed on CPU (present in torch 2.x builds with oneDNN); without them the

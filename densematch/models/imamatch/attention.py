@@ -112,12 +112,7 @@ class MultiScaleAttentionLayer(nn.Module):
             q = _heads(getattr(self, f"q{i}_proj")(y0), self.heads)
             k = _heads(getattr(self, f"k{i}_proj")(y1), self.heads)
             v = _heads(getattr(self, f"v{i}_proj")(y1), self.heads)
-            height = SCANNET_BUG_HEIGHT if self.fix_bug_for_scannet else h // stride
-            if v.shape[1] % height:
-                raise InputShapeError(
-                    f"fix_bug_for_scannet reshapes with height {height}, which does not divide the "
-                    f"{v.shape[1]} cells at 1/{8 * stride}; use (W/32)*(H/32) a multiple of 60 (e.g. 640x480)"
-                )
+            height = SCANNET_BUG_HEIGHT if self.fix_bug_for_scannet else h // stride  # size: MBFormer checks
             out = _unheads(getattr(self, f"attention{i}")(q, k, v, height), h // stride, w // stride)
             if stride > 1:
                 out = F.interpolate(out, scale_factor=stride, mode="bilinear", align_corners=True)

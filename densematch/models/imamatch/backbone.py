@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ...errors import InputShapeError
-from .attention import MultiScaleAttentionBlock
+from .attention import MultiScaleAttentionBlock, check_scannet_bug_size
 from .blocks import ConvBlock, ConvBNGelu, ResidualMB
 from .config import IMAMatchArchitecture
 
@@ -28,6 +28,7 @@ class MBFormer(nn.Module):
 
     def __init__(self, arch: IMAMatchArchitecture):
         super().__init__()
+        self.fix_bug_for_scannet = arch.fix_bug_for_scannet
         stem, dims, depths, ratio = arch.dim_conv_stem, arch.dims, arch.depths, arch.expansion
         self.conv_stem = nn.Sequential(ConvBNGelu(1, stem, 3, 2), ConvBNGelu(stem, stem, 3, 1))
         if depths[0] == 0:
@@ -50,11 +51,18 @@ class MBFormer(nn.Module):
             for _ in range(arch.attn_depth)
         ])
 
+    def check_input_size(self, height: int, width: int) -> None:
+        """Raise :class:`InputShapeError` for an input this backbone cannot take: sides multiples of 32 (the
+        1/8 map is pooled 4x in attention); with ``fix_bug_for_scannet``, every scale's cells a multiple of 60."""
+        if height % 32 or width % 32:
+            raise InputShapeError(f"IMAMatch needs image sides that are multiples of 32, got {height}x{width}")
+        if self.fix_bug_for_scannet:
+            check_scannet_bug_size(height, width)
+
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         if x.ndim != 4 or x.shape[1] != 1 or x.shape[0] % 2:
             raise InputShapeError(f"MBFormer expects (2B, 1, H, W) grey images, got {tuple(x.shape)}")
-        if x.shape[-2] % 32 or x.shape[-1] % 32:
-            raise InputShapeError(f"IMAMatch needs image sides that are multiples of 32, got {tuple(x.shape[-2:])}")
+        self.check_input_size(*x.shape[-2:])
         x0 = self.d0(self.conv_stem(x))
         x1 = self.d1(x0)
         x2 = self.attn(self.d2(x1))

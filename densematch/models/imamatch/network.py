@@ -20,7 +20,7 @@ from torch import nn
 
 from ...errors import InputShapeError
 from ..contract import InputSpec
-from .attention import TokenAttentionBlock, check_scannet_bug_size
+from .attention import TokenAttentionBlock
 from .backbone import MBFormer
 from .coarse import dual_softmax_confidence, select_coarse
 from .config import MEGADEPTH_ARCH, MEGADEPTH_TEST, IMAMatchArchitecture, IMAMatchSettings
@@ -52,12 +52,9 @@ class IMAMatch(nn.Module):
         return self
 
     def check_input_size(self, height: int, width: int) -> None:
-        """Raise :class:`InputShapeError` for a network input this model cannot take (sides multiples of 32;
-        with ``fix_bug_for_scannet``, every scale's cells a multiple of 60)."""
-        if height % 32 or width % 32:
-            raise InputShapeError(f"IMAMatch needs image sides that are multiples of 32, got {height}x{width}")
-        if self.arch.fix_bug_for_scannet:
-            check_scannet_bug_size(height, width)
+        """Raise :class:`InputShapeError` for a network input this model cannot take (the backbone's
+        :meth:`MBFormer.check_input_size`); called before any work by :meth:`forward` and the trainer."""
+        self.backbone.check_input_size(height, width)
 
     def features(self, image0: torch.Tensor, image1: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Both images through MBFormer in one batch -> ``(f2, f4, f8)`` of shape ``(2B, C, H/s, W/s)``."""
