@@ -43,6 +43,17 @@ def test_single_triangle_by_hand():
     assert torch.equal(fragments.face[fragments.covered], torch.zeros(int(expected.sum()), dtype=torch.int64))
 
 
+@pytest.mark.parametrize("shift", [1e-6, -1e-6])
+def test_vertices_a_rounding_error_beside_pixel_centres_keep_their_pixels(shift):
+    # a square of two triangles whose corners lie 1e-6 px off the centres (0, 0) and (5, 5), as an identity
+    # reprojection gives: the inside test accepts them (tolerance), so must the bounding box
+    lo, hi = 0.0 + shift, 5.0 - shift
+    quad = [[lo, lo, 1.0], [hi, lo, 1.0], [hi, hi, 1.0], [lo, hi, 1.0]]
+    tris = torch.tensor([[quad[0], quad[1], quad[2]], [quad[0], quad[2], quad[3]]])
+    fragments = rasterize(tris, 6, 6)
+    assert fragments.covered.all()
+
+
 def test_perspective_correct_depth_and_weights():
     # a slanted triangle: the weights must reproduce the 3D point seen at each pixel
     K = torch.tensor([[10.0, 0, 8], [0, 10.0, 8], [0, 0, 1]])

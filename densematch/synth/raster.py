@@ -100,10 +100,15 @@ def rasterize(triangles: torch.Tensor, height: int, width: int, *, near: float =
 def _fill_zbuffer(table: torch.Tensor, zbuffer: torch.Tensor, height: int, width: int, near: float) -> None:
     """Scatter the packed (depth, index) key of every covered pixel candidate into ``zbuffer`` (amin)."""
     u, v, z = table[0:3], table[3:6], table[6:9]
-    x0 = u.amin(dim=0).ceil_().clamp_(min=0)
-    x1 = u.amax(dim=0).floor_().clamp_(max=width - 1)
-    y0 = v.amin(dim=0).ceil_().clamp_(min=0)
-    y1 = v.amax(dim=0).floor_().clamp_(max=height - 1)
+    u_min, u_max, v_min, v_max = u.amin(dim=0), u.amax(dim=0), v.amin(dim=0), v.amax(dim=0)
+    # the inside test accepts centres up to _INSIDE_TOL (barycentric) outside an edge, i.e. up to
+    # _INSIDE_TOL x (the triangle's extent) pixels: the box is widened by as much, so that a vertex that
+    # rounds to 1e-6 px beside a pixel centre (an identity reprojection) does not drop that pixel
+    pad = torch.maximum(u_max - u_min, v_max - v_min).clamp_(min=1.0).mul_(_INSIDE_TOL)
+    x0 = (u_min - pad).ceil_().clamp_(min=0)
+    x1 = (u_max + pad).floor_().clamp_(max=width - 1)
+    y0 = (v_min - pad).ceil_().clamp_(min=0)
+    y1 = (v_max + pad).floor_().clamp_(max=height - 1)
     usable = (x1 >= x0) & (y1 >= y0) & (z.amin(dim=0) > near) & torch.isfinite(table.sum(dim=0))
     side = torch.where(usable, torch.maximum(x1 - x0, y1 - y0), -1.0)  # box side minus one; -1: skip
     full = torch.cat((table, torch.stack((x0, x1, y0, y1))))
