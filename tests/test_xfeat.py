@@ -153,6 +153,7 @@ def test_many_pairs_extract_each_image_once_with_the_same_matches(official_weigh
     """The matcher (what match-pairs runs) keeps per-image features: each image is extracted once however
     many pairs it is in, and every pair's matches equal ``match_images`` on that pair."""
     from densematch.matchers import get_matcher
+    from densematch.matchers.feature_cache import FeatureCache
 
     images = [load_image(shared_data / "oxford_boat" / f"img{i}.pgm").crop((0, 0, 320, 256)) for i in (1, 2, 3)]
     matcher = get_matcher(name, weights=official_weights)
@@ -166,8 +167,7 @@ def test_many_pairs_extract_each_image_once_with_the_same_matches(official_weigh
         direct = matcher.model.match_images(images[i], images[j])
         assert np.array_equal(result.kpts0, direct["kpts0"].double().numpy())
         assert np.array_equal(result.kpts1, direct["kpts1"].double().numpy())
-    matcher.feature_cache = 1  # a small cache still gives the same matches, re-extracting evicted images
-    matcher._features.clear()
+    matcher.features = FeatureCache(1)  # a small cache still gives the same matches, re-extracting evicted images
     again = [matcher.match_pair(images[i], images[j]) for i, j in pairs]
     assert all(np.array_equal(a.kpts1, b.kpts1) for a, b in zip(again, results, strict=True))
     assert len(calls) > 3 + 3

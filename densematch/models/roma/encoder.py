@@ -34,11 +34,17 @@ class RomaEncoder(nn.Module):
         self.dinov2.eval()
         return self
 
-    def forward(self, x: torch.Tensor, upsample: bool = False) -> dict[int, torch.Tensor]:
+    def forward(self, x: torch.Tensor, upsample: bool = False,
+                coarse: torch.Tensor | None = None) -> dict[int, torch.Tensor]:
+        """The pyramid of ``x``; ``upsample``: VGG only (the refinement pass); ``coarse``: the DINOv2 map of
+        ``x`` when already computed (:meth:`coarse_features`), which is then not recomputed."""
         with autocast(x.device, self.amp_dtype):
             pyramid = self.cnn(x)
         if not upsample:
-            with torch.no_grad():
-                dtype = self.dinov2.cls_token.dtype
-                pyramid[16] = self.dinov2(x.to(dtype))
+            pyramid[16] = self.coarse_features(x) if coarse is None else coarse
         return pyramid
+
+    def coarse_features(self, x: torch.Tensor) -> torch.Tensor:
+        """DINOv2's ``(B, C, H / 14, W / 14)`` map of ``x`` ``(B, 3, H, W)`` (no gradient: DINOv2 is frozen)."""
+        with torch.no_grad():
+            return self.dinov2(x.to(self.dinov2.cls_token.dtype))

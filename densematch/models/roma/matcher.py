@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +22,28 @@ from ..preprocess import imagenet_normalize, to_tensor
 from .config import RomaArchitecture, RomaSettings
 from .decoder import Decoder
 from .encoder import RomaEncoder
+
+
+@dataclass(frozen=True)
+class RomaImageFeatures:
+    """What :meth:`RoMa.extract` keeps of one image (batch 1), or of a batch of images (:meth:`stack`).
+
+    Attributes:
+        coarse: ``(B, 3, *coarse_res)`` the ImageNet-normalised network input of the coarse pass.
+        high: ``(B, 3, *upsample_res)`` that of the upsampling pass; None without ``upsample_preds``.
+        dinov2: ``(B, C, h, w)`` DINOv2's map of ``coarse`` (``h, w`` = coarse size / 14).
+    """
+
+    coarse: torch.Tensor
+    high: torch.Tensor | None
+    dinov2: torch.Tensor
+
+    @staticmethod
+    def stack(items: list[RomaImageFeatures]) -> RomaImageFeatures:
+        """One batch from single-image features, in order."""
+        high = None if items[0].high is None else torch.cat([f.high for f in items])
+        return RomaImageFeatures(torch.cat([f.coarse for f in items]), high,
+                                 torch.cat([f.dinov2 for f in items]))
 
 
 def _pair(value) -> tuple[int, int]:
@@ -92,16 +114,17 @@ class RoMa(nn.Module, RomatchAPI):
     # --- network ------------------------------------------------------------------------------------
     def forward(self, batch: dict, upsample: bool = False, scale_factor: float = 1.0,
                 flow: torch.Tensor | None = None, certainty: torch.Tensor | None = None,
-                symmetric: bool = False) -> dict:
+                symmetric: bool = False, coarse: torch.Tensor | None = None) -> dict:
         """Match ``batch["im_A"]`` to ``batch["im_B"]``, both ``(B, 3, H, W)`` ImageNet-normalised.
 
         Returns the per-scale ``corresps`` of :class:`Decoder`: A->B only (what training uses, as romatch's
         ``forward``), or with ``symmetric=True`` batch ``2B`` with the first B rows A->B and the last B rows
         B->A (romatch's ``forward_symmetric``, used by :meth:`match` when ``settings.symmetric``).
         ``upsample``: refinement-only pass (strides 8..1) starting from ``flow``/``certainty`` of a previous pass.
+        ``coarse``: the DINOv2 maps of ``cat(im_A, im_B)`` when already computed (:meth:`extract`).
         """
         images = torch.cat((batch["im_A"], batch["im_B"]), dim=0)
-        pyramid = self.encoder(images, upsample=upsample)
+        pyramid = self.encoder(images, upsample=upsample, coarse=coarse)
         if symmetric:
             query = pyramid
             support = {s: torch.cat(f.chunk(2)[::-1], dim=0) for s, f in pyramid.items()}
@@ -137,34 +160,71 @@ class RoMa(nn.Module, RomatchAPI):
         """
         if not batched:
             raise ValueError("batched must be True, non-batched inference is no longer supported.")
-        self.train(False)
         s = self.settings
         device = torch.device(device) if device is not None else self.device
-        hs, ws = s.coarse_res
-        scale_factor = self._scale_factor(upsample=False)  # from the settings even for tensors (upstream)
         if isinstance(im_A_input, torch.Tensor) or isinstance(im_B_input, torch.Tensor):
             im_a, im_b = self._check_tensors(im_A_input, im_B_input)
-            batch = {"im_A": im_a.to(device), "im_B": im_b.to(device)}
-            hs, ws = im_a.shape[-2:]
-            pil_a = pil_b = None
-        else:
-            pil_a, pil_b = load_image(im_A_input), load_image(im_B_input)
-            batch = {"im_A": self._prepare(pil_a, (hs, ws), device), "im_B": self._prepare(pil_b, (hs, ws), device)}
-        corresps = self.forward(batch, scale_factor=scale_factor, symmetric=s.symmetric)
+            im_a, im_b = im_a.to(device), im_b.to(device)
+            if s.upsample_preds:
+                im_A_high_res = self._high_res(im_A_high_res, im_a, s.upsample_res, device)
+                im_B_high_res = self._high_res(im_B_high_res, im_b, s.upsample_res, device)
+            return self._match_prepared(im_a, im_b, im_A_high_res, im_B_high_res)
+        pil_a, pil_b = load_image(im_A_input), load_image(im_B_input)
+        high = (None, None)
+        if s.upsample_preds:
+            high = (self._prepare(pil_a, s.upsample_res, device), self._prepare(pil_b, s.upsample_res, device))
+        return self._match_prepared(self._prepare(pil_a, s.coarse_res, device),
+                                    self._prepare(pil_b, s.coarse_res, device), *high)
+
+    @torch.inference_mode()
+    def extract(self, image, device=None) -> RomaImageFeatures:
+        """The per-image part of :meth:`match` for one image (path or PIL image): its network inputs at the
+        coarse and upsampling resolutions and its DINOv2 map (the encoder's costly half). Many-pair matching
+        keeps these per image; :meth:`match_features` does the rest."""
+        s = self.settings
+        device = torch.device(device) if device is not None else self.device
+        pil = load_image(image)
+        coarse = self._prepare(pil, s.coarse_res, device)
+        high = self._prepare(pil, s.upsample_res, device) if s.upsample_preds else None
+        return RomaImageFeatures(coarse, high, self.encoder.coarse_features(coarse))
+
+    stack_features = staticmethod(RomaImageFeatures.stack)  # many pairs in one match_features call
+
+    @torch.inference_mode()
+    def match_features(self, features_A: RomaImageFeatures, features_B: RomaImageFeatures):
+        """:meth:`match` of the images behind two :meth:`extract` outputs (or two
+        :meth:`RomaImageFeatures.stack` batches of equal length): the same ``(warp, certainty)``."""
+        s = self.settings
+        for name, f in (("A", features_A), ("B", features_B)):
+            if tuple(f.coarse.shape[-2:]) != s.coarse_res or (s.upsample_preds and f.high is None):
+                raise InputShapeError(f"features of image {name} were extracted at {tuple(f.coarse.shape[-2:])}"
+                                      f" for other settings than this model's (coarse {s.coarse_res})")
+        if features_A.coarse.shape[0] != features_B.coarse.shape[0]:
+            raise InputShapeError(f"feature batches of different lengths: {features_A.coarse.shape[0]} and "
+                                  f"{features_B.coarse.shape[0]}")
+        coarse = torch.cat((features_A.dinov2, features_B.dinov2))
+        return self._match_prepared(features_A.coarse, features_B.coarse, features_A.high, features_B.high,
+                                    coarse=coarse)
+
+    def _match_prepared(self, im_a, im_b, high_a, high_b, coarse: torch.Tensor | None = None):
+        """``match`` from network inputs: ``(B, 3, ...)`` images at the coarse size (and, when upsampling,
+        at ``upsample_res``), ImageNet-normalised, on the device; ``coarse``: DINOv2 maps of ``cat(im_a, im_b)``."""
+        self.train(False)
+        s = self.settings
+        hs, ws = im_a.shape[-2:]
+        scale_factor = self._scale_factor(upsample=False)  # from the settings even for tensors (upstream)
+        corresps = self.forward({"im_A": im_a, "im_B": im_b}, scale_factor=scale_factor, symmetric=s.symmetric,
+                                coarse=coarse)
         if s.upsample_preds:
             hs, ws = s.upsample_res
         if s.attenuate_cert:
             low = F.interpolate(corresps[16]["certainty"], size=(hs, ws), align_corners=False, mode="bilinear")
             low = 0.5 * low * (low < 0)
         if s.upsample_preds:
-            if pil_a is not None:
-                high = {"im_A": self._prepare(pil_a, (hs, ws), device), "im_B": self._prepare(pil_b, (hs, ws), device)}
-            else:
-                high = {"im_A": self._high_res(im_A_high_res, batch["im_A"], (hs, ws), device),
-                        "im_B": self._high_res(im_B_high_res, batch["im_B"], (hs, ws), device)}
             finest = corresps[1]
-            corresps = self.forward(high, upsample=True, scale_factor=self._scale_factor(upsample=True),
-                                    flow=finest["flow"], certainty=finest["certainty"], symmetric=s.symmetric)
+            corresps = self.forward({"im_A": high_a, "im_B": high_b}, upsample=True,
+                                    scale_factor=self._scale_factor(upsample=True), flow=finest["flow"],
+                                    certainty=finest["certainty"], symmetric=s.symmetric)
         flow = corresps[1]["flow"]
         certainty = corresps[1]["certainty"] - (low if s.attenuate_cert else 0)
         return self._assemble(flow, certainty, s.symmetric)
@@ -284,4 +344,4 @@ def build_roma(device="cpu", matcher_weights=None, dinov2_weights=None, matcher_
     return model
 
 
-__all__ = ["RoMa", "build_roma"]
+__all__ = ["RoMa", "RomaImageFeatures", "build_roma"]

@@ -17,13 +17,13 @@ these quirks of the published code, which the checkpoint was evaluated with:
   certainty logit to A's input size. Unlike RoMa, matches outside ``[-1, 1]`` are neither clamped nor
   given zero certainty, and the output is one-directional (``symmetric = False``).
 
-Deviations from upstream, all outside the numbers: the batch dimension is kept for path/PIL inputs
-(upstream drops it); images are converted to RGB before the grey mean (upstream averages whatever
-channels the file has, alpha included); batches of more than one pair are matched correctly (upstream
-broadcasts the extra slot's probability ``(B, h, w)`` against the coordinate axis of ``(B, 2, h, w)``:
-for B = 2, pair b's y (b = 0) or x (b = 1) is weighted with the *other* pair's probability, which is
-usually close to 1 for both, so the error is small; B > 2 raises. For B = 1 both agree); the peak
-memory of the coarse match is bounded by processing A's cells in chunks.
+Deviations from upstream, all outside the numbers: images are converted to RGB before the grey mean
+(upstream averages whatever channels the file has, alpha included); batches of more than one pair
+are matched correctly (upstream broadcasts the extra slot's probability ``(B, h, w)`` against the
+coordinate axis of ``(B, 2, h, w)``: for B = 2, pair b's y (b = 0) or x (b = 1) is weighted with the
+*other* pair's probability, which is usually close to 1 for both, so the error is small; B > 2
+raises. For B = 1 both agree); the peak memory of the coarse match is bounded by processing A's
+cells in chunks.
 """
 
 from __future__ import annotations
@@ -82,6 +82,22 @@ class TinyRomaSettings:
             raise ValueError(f"coarse_chunk must be >= 0, got {self.coarse_chunk}")
         if self.max_side != 0 and self.max_side < self.input_multiple:
             raise ValueError(f"max_side must be 0 or >= input_multiple, got {self.max_side}")
+
+
+@dataclass(frozen=True)
+class TinyRomaImageFeatures:
+    """What :meth:`TinyRoMa.extract` keeps of one image.
+
+    Attributes:
+        fine: ``(1, 24, h / 4, w / 4)`` and ``coarse``: ``(1, 64, h / 8, w / 8)`` XFeat features of the image
+            resized to ``network_size`` ``(h, w)`` (its size rounded down to multiples of 32).
+        size: ``(H, W)`` of the image the warp is returned at (after ``settings.max_side``).
+    """
+
+    fine: torch.Tensor
+    coarse: torch.Tensor
+    size: tuple[int, int]
+    network_size: tuple[int, int]
 
 
 def _refiner(in_channels: int, width: int, layers: int) -> nn.Sequential:
@@ -246,14 +262,18 @@ class TinyRoMa(nn.Module, RomatchAPI):
         ``certainty`` ``(B, 1, h, w)`` logits.
         """
         im_a, im_b = self.resize_input(batch["im_A"]), self.resize_input(batch["im_B"])
-        h1, w1 = im_b.shape[-2:]
-        scale = torch.tensor((2 / w1, 2 / h1, 1), device=im_a.device)[None, :, None, None]
         if im_a.shape[-2:] == im_b.shape[-2:]:
             fine, coarse = self.features(torch.cat((im_a, im_b), dim=0))
             (fine_a, fine_b), (coarse_a, coarse_b) = fine.chunk(2), coarse.chunk(2)
         else:
             fine_a, coarse_a = self.features(im_a)
             fine_b, coarse_b = self.features(im_b)
+        return self._match_backbone_features(fine_a, coarse_a, fine_b, coarse_b, im_b.shape[-2:])
+
+    def _match_backbone_features(self, fine_a, coarse_a, fine_b, coarse_b, size_b) -> dict:
+        """:meth:`forward` from the backbone features of the resized images; ``size_b``: B's resized (H, W)."""
+        h1, w1 = size_b
+        scale = torch.tensor((2 / w1, 2 / h1, 1), device=coarse_a.device)[None, :, None, None]
         warp = self.coarse_warp(coarse_a, coarse_b)
         matches = torch.cat((warp, torch.zeros_like(warp[:, -1:])), dim=1)
         matches = self._refine(self.coarse_matcher, coarse_a, coarse_b, matches, scale)
@@ -290,11 +310,37 @@ class TinyRoMa(nn.Module, RomatchAPI):
         if not isinstance(im_A_input, torch.Tensor):
             batched = False  # upstream: path and PIL input give (H, W, 4), whatever ``batched`` says
         corresps = self.forward({"im_A": im_a, "im_B": im_b})
+        return self._warp(corresps, height, width, batched)
+
+    @torch.inference_mode()
+    def extract(self, image, device=None) -> TinyRomaImageFeatures:
+        """The per-image part of :meth:`match` for one image (path or PIL image): its input size and XFeat
+        features. Many-pair matching keeps these per image; :meth:`match_features` does the rest."""
+        self.train(False)
+        device = torch.device(device) if device is not None else self.device
+        x = self._limit_side(to_tensor(load_image(image))[None].to(device, next(self.parameters()).dtype))
+        resized = self.resize_input(x)
+        fine, coarse = self.features(resized)
+        return TinyRomaImageFeatures(fine, coarse, tuple(x.shape[-2:]), tuple(resized.shape[-2:]))
+
+    @torch.inference_mode()
+    def match_features(self, features_A: TinyRomaImageFeatures, features_B: TinyRomaImageFeatures):
+        """:meth:`match` of the two images behind two :meth:`extract` outputs: the same ``(warp, certainty)``,
+        ``(H_A, W_A, 4)`` and ``(H_A, W_A)`` as for path / PIL input."""
+        self.train(False)
+        a, b = features_A, features_B
+        corresps = self._match_backbone_features(a.fine, a.coarse, b.fine, b.coarse, b.network_size)
+        return self._warp(corresps, *a.size, batched=False)
+
+    @staticmethod
+    def _warp(corresps: dict, height: int, width: int, batched: bool):
+        """``(warp, certainty)`` at A's size from the stride-4 output of :meth:`forward`."""
         flow = F.interpolate(corresps[4]["flow"], size=(height, width), mode="bilinear", align_corners=False)
         certainty = F.interpolate(corresps[4]["certainty"], size=(height, width), mode="bilinear",
                                   align_corners=False)
+        b = flow.shape[0]
         warp = torch.empty(b, height, width, 4, device=flow.device, dtype=flow.dtype)
-        warp[..., :2] = normalized_grid(height, width, device=device, dtype=flow.dtype)
+        warp[..., :2] = normalized_grid(height, width, device=flow.device, dtype=flow.dtype)
         warp[..., 2:] = flow.permute(0, 2, 3, 1)
         certainty = certainty[:, 0].sigmoid()
         return (warp, certainty) if batched else (warp[0], certainty[0])
