@@ -2,7 +2,8 @@
 
     PYTHONPATH=. python benchmarks/bench_all.py [--quick]
 
-Runs each speed benchmark (RoMa ``match()``, ``sample()``, Tiny RoMa, match-pairs with SIFT, S2LD,
+Runs each speed benchmark (RoMa ``match()``, ``sample()``, Tiny RoMa, match-pairs with SIFT and
+with RoMa / Tiny RoMa (encoder once per image vs per pair), S2LD,
 IMAMatch, XFeat / XFeat*), each in its own process and each measuring ours and its reference in that same
 run, collects their ``RESULT {json}`` lines and prints one table: target, reference and its seconds, ours,
 ratio (reference / ours), peak memory of both where measured, date, load average at the end of the
@@ -31,6 +32,7 @@ SCRIPTS = [
     ("bench_tiny.py", ["--sizes", "480x640", "--repeats", "5", "--threads", "1"],
      ["--sizes", "480x640", "--repeats", "2", "--threads", "1"]),
     ("bench_sift_pairs.py", ["--runs", "2"], ["--runs", "1"]),
+    ("bench_dense_pairs.py", ["--rounds", "2"], ["--rounds", "1"]),
     ("bench_semidense.py", ["s2ld", "--repeats", "3"], ["s2ld", "--repeats", "1"]),
     ("bench_imamatch.py", ["--runs", "1"], ["--runs", "1"]),
     ("xfeat_speed.py", ["--repeats", "5"], ["--repeats", "2"]),
