@@ -1,17 +1,20 @@
-"""Many-pair matching with the learned dense matchers: each image encoded once vs once per pair.
+"""Many-pair matching with the learned matchers: each image encoded once vs once per pair.
 
-    PYTHONPATH=. python benchmarks/bench_dense_pairs.py                    # RoMa 280/420 and Tiny RoMa
+    PYTHONPATH=. python benchmarks/bench_dense_pairs.py                    # RoMa 280/420, Tiny RoMa, S2LD
     PYTHONPATH=. python benchmarks/bench_dense_pairs.py --images 6 --models tiny
 
-``match-pairs`` sees each of N images in N-1 pairs. RoMa and Tiny RoMa split their work into ``extract``
-(per image: RoMa's resized network inputs and DINOv2 map, Tiny RoMa's XFeat features) and ``match_features``
-(per pair); :class:`~densematch.matchers.dense.DenseModelMatcher` keeps the per-image part in a feature
-cache. This script runs the same matcher over all pairs of the first ``--images`` images of
+``match-pairs`` sees each of N images in N-1 pairs. RoMa, Tiny RoMa and S2LD split their work into
+``extract`` (per image: RoMa's resized network inputs and DINOv2 map, Tiny RoMa's XFeat features, S2LD's
+backbone, keypoints and coarse features) and ``match_features`` (per pair); the matchers
+(``DenseModelMatcher``, ``CorrespondenceMatcher``) keep the per-image part in a feature cache. This script
+runs the same matcher over all pairs of the first ``--images`` images of
 ``shared/data/multiview_sacre_coeur`` (longer side ``--side``) with the cache (``feature_cache=16``) and
 without it (``feature_cache=0``: the encoder runs for both images of every pair, as before), alternating
-``--rounds`` times, and prints seconds (min over rounds), the ratio, and the largest difference between the
-two runs' sampled matches. Random weights (no published weights are reachable here); the time split does not
-depend on the weights' values. Each model prints one ``RESULT {json}`` line for ``bench_all.py``.
+``--rounds`` times, and prints seconds (min over rounds), the ratio, and the largest difference between
+the two runs' matches. Random weights (no published weights are reachable here): the encoders' cost does
+not depend on the weights' values, but S2LD's per-pair fine stage does (random weights give few coarse
+matches even at ``coarse_threshold=0``, so its ratio is an upper bound for trained weights). Each model
+prints one ``RESULT {json}`` line for ``bench_all.py``.
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ def _images(count: int, side: int, folder: Path) -> list[Path]:
 
 def _model(kind: str):
     torch.manual_seed(0)
+    if kind == "s2ld":
+        from densematch.models.s2ld import s2ld
+
+        return s2ld(weights=False, resize=640, coarse_threshold=0.0), "S2LD 640 px"
     if kind == "tiny":
         from densematch.models.roma.tiny import build_tiny_roma
 
@@ -62,9 +69,13 @@ def _model(kind: str):
 
 
 def _run_all(model, pairs, cache: int, num: int) -> tuple[float, list]:
+    from densematch.matchers.correspondences import CorrespondenceMatcher
     from densematch.matchers.dense import DenseModelMatcher
 
-    matcher = DenseModelMatcher(model, "bench", num=num, feature_cache=cache)
+    if getattr(model, "kind", "dense") == "matches":
+        matcher = CorrespondenceMatcher(model, "bench", feature_cache=cache)
+    else:
+        matcher = DenseModelMatcher(model, "bench", num=num, feature_cache=cache)
     start = time.perf_counter()
     results = [matcher.match_pair(a, b) for a, b in pairs]
     return time.perf_counter() - start, results
@@ -72,9 +83,9 @@ def _run_all(model, pairs, cache: int, num: int) -> tuple[float, list]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", choices=["roma", "tiny"], default=["roma", "tiny"])
+    parser.add_argument("--models", nargs="+", choices=["roma", "tiny", "s2ld"], default=["roma", "tiny", "s2ld"])
     parser.add_argument("--images", type=int, nargs="+", default=None,
-                        help="images per model, in --models order (default: RoMa 4, Tiny RoMa 6)")
+                        help="images per model, in --models order (default: RoMa 4, Tiny RoMa 6, S2LD 4)")
     parser.add_argument("--side", type=int, default=640, help="longer side of the images")
     parser.add_argument("--num", type=int, default=5000, help="matches sampled per pair")
     parser.add_argument("--rounds", type=int, default=1, help="alternating cached / uncached runs")
@@ -85,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
-    counts = args.images or [{"roma": 4, "tiny": 6}[kind] for kind in args.models]
+    counts = args.images or [{"roma": 4, "tiny": 6, "s2ld": 4}[kind] for kind in args.models]
     if len(counts) != len(args.models):
         parser.error("--images needs one count per model")
     with tempfile.TemporaryDirectory() as tmp:
@@ -94,26 +105,30 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir()
             pairs = list(combinations(_images(count, args.side, folder), 2))
             model, label = _model(kind)
-            with torch.inference_mode():
-                model.match(Image.open(pairs[0][0]), Image.open(pairs[0][1]))  # warm-up
+            _run_all(model, pairs[:1], 0, args.num)  # warm-up
             times = {0: [], 16: []}
             outputs = {}
             for _ in range(args.rounds):
                 for cache in (0, 16):
                     seconds, outputs[cache] = _run_all(model, pairs, cache, args.num)
                     times[cache].append(seconds)
-            diff = max(float(np.abs(a.kpts0 - b.kpts0).max(initial=0) + np.abs(a.kpts1 - b.kpts1).max(initial=0))
-                       for a, b in zip(outputs[0], outputs[16], strict=True))
-            same = all(np.array_equal(a.kpts0, b.kpts0) and np.array_equal(a.kpts1, b.kpts1)
-                       for a, b in zip(outputs[0], outputs[16], strict=True))
+            both = list(zip(outputs[0], outputs[16], strict=True))
+            counts_equal = all(len(a.kpts0) == len(b.kpts0) for a, b in both)
+            diff = max((float(np.abs(a.kpts0 - b.kpts0).max(initial=0) + np.abs(a.kpts1 - b.kpts1).max(initial=0))
+                        for a, b in both if len(a.kpts0) == len(b.kpts0)), default=float("nan"))
+            same = counts_equal and all(np.array_equal(a.kpts0, b.kpts0) and np.array_equal(a.kpts1, b.kpts1)
+                                        for a, b in both)
+            matches = sum(len(a.kpts0) for a, _ in both) / len(both)
             ref, ours = min(times[0]), min(times[16])
             print(f"{label}: {len(pairs)} pairs of {count} images (side {args.side}), "
                   f"encoder per pair {ref:.1f} s, once per image {ours:.1f} s, {ref / ours:.2f}x; "
-                  f"matches identical: {same} (largest difference {diff:.2g} px)")
+                  f"{matches:.0f} matches/pair, identical: {same} (same counts: {counts_equal}, largest "
+                  f"difference {diff:.2g} px)")
             print("RESULT " + json.dumps({
                 "target": f"match-pairs, {label}: {len(pairs)} pairs of {count} images, encoder once per image",
                 "reference": "densematch, encoder per pair", "ref_s": ref, "ours_s": ours, "ratio": ref / ours,
-                "notes": f"matches identical: {same} (max diff {diff:.2g} px)", "load": os.getloadavg()[0]}))
+                "notes": f"{matches:.0f} matches/pair, identical: {same} (max diff {diff:.2g} px)",
+                "load": os.getloadavg()[0]}))
     return 0
 
 

@@ -13,11 +13,13 @@ from PIL import Image
 from test_roma_model import SMALL  # noqa: F401  (the small RoMa architecture the fixtures below use)
 
 import densematch
-from densematch.errors import InputShapeError
+from densematch.errors import ImageReadError, InputShapeError
+from densematch.matchers.correspondences import CorrespondenceMatcher
 from densematch.matchers.dense import DenseModelMatcher
-from densematch.matchers.feature_cache import FeatureCache, splits_per_image
+from densematch.matchers.feature_cache import FeatureCache, image_size, splits_per_image
 from densematch.models.roma.matcher import build_roma
 from densematch.models.roma.tiny import build_tiny_roma
+from densematch.models.s2ld import s2ld
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +54,7 @@ def test_cache_extracts_each_image_once_and_evicts_least_recently_used(tmp_path)
     calls = []
 
     def extract(image):
-        calls.append(image.size)
+        calls.append(image)  # the image as given: a path stays a path
         return len(calls)
 
     cache = FeatureCache(2)
@@ -61,7 +63,7 @@ def test_cache_extracts_each_image_once_and_evicts_least_recently_used(tmp_path)
     cache.get(paths[1], extract)
     cache.get(paths[0], extract)  # 0 is now the most recent: adding 2 evicts 1
     cache.get(paths[2], extract)
-    assert len(cache) == 2 and len(calls) == 3
+    assert len(cache) == 2 and calls == [paths[0], paths[1], paths[2]]
     assert cache.get(paths[0], extract)[1] == 1
     assert cache.get(paths[1], extract)[1] == 4  # evicted, extracted again
     assert cache.get(images[0], extract)[1] == 5 and cache.get(images[0], extract)[1] == 5  # objects by identity
@@ -78,6 +80,17 @@ def test_an_image_object_is_never_confused_with_a_later_one_at_the_same_address(
     other = Image.new("RGB", (4, 4))
     cache._entries[id(other)] = cache._entries.pop(key)  # as if ``other`` had been allocated at first's address
     assert cache.get(other, lambda image: "other") == ((4, 4), "other")
+
+
+def test_image_size_reads_the_header_and_names_a_bad_file(tmp_path):
+    Image.new("RGB", (37, 21)).save(tmp_path / "a.jpg")
+    assert image_size(tmp_path / "a.jpg") == (37, 21) == image_size(str(tmp_path / "a.jpg"))
+    assert image_size(np.zeros((21, 37, 3), np.uint8)) == (37, 21) == image_size(Image.new("L", (37, 21)))
+    (tmp_path / "bad.jpg").write_bytes(b"not an image")
+    with pytest.raises(ImageReadError, match="bad.jpg"):
+        image_size(tmp_path / "bad.jpg")
+    with pytest.raises(ImageReadError, match="not found"):
+        FeatureCache(4).get(tmp_path / "missing.png", lambda image: pytest.fail("extract ran"))
 
 
 # --- the dense models ---------------------------------------------------------------------------------
@@ -139,3 +152,42 @@ def test_roma_rejects_features_of_other_settings_or_unequal_batches(roma):
         roma.match_features(other, b)
     with pytest.raises(InputShapeError, match="different lengths"):
         roma.match_features(roma.stack_features([a, a]), b)
+
+
+# --- semi-dense: S2LD (backbone, keypoints and coarse features per image) ----------------------------------
+def test_s2ld_matcher_extracts_each_image_once_with_the_matches_of_match_images(shared_data, monkeypatch):
+    torch.manual_seed(0)
+    model = s2ld(weights=False, resize=320, coarse_threshold=0.0)  # random weights: every mutual match (few)
+    assert splits_per_image(model)
+    demo = shared_data / "demo_pairs"
+    # files read as S2LD reads them (OpenCV grey); two of one size (one backbone pass in match_images)
+    paths = [demo / "roma_toronto_A.jpg", demo / "roma_toronto_B.jpg", demo / "roma_sacre_coeur_A.jpg"]
+    matcher = CorrespondenceMatcher(model, "s2ld")
+    calls = []
+    extract = model.extract
+    monkeypatch.setattr(model, "extract", lambda image: calls.append(image) or extract(image))
+    for i, j in [(0, 1), (0, 2), (1, 2), (2, 0), (1, 0)]:  # the later pairs reuse features already matched
+        cached = matcher.match_pair(paths[i], paths[j])
+        direct = model.match_images(paths[i], paths[j])
+        assert len(cached.kpts0) == len(direct["kpts0"]) > 0
+        np.testing.assert_allclose(cached.kpts0, direct["kpts0"].numpy(), atol=1e-3)
+        np.testing.assert_allclose(cached.kpts1, direct["kpts1"].numpy(), atol=1e-3)
+        np.testing.assert_allclose(cached.scores, direct["scores"].numpy(), atol=1e-5)
+        np.testing.assert_allclose(cached.info["keypoint_scores"], direct["keypoint_scores"].numpy(), atol=1e-5)
+        assert (cached.size0, cached.size1) == (Image.open(paths[i]).size, Image.open(paths[j]).size)
+    assert calls == paths  # each image once, as given (paths)
+
+
+def test_s2ld_per_image_encoding_equals_the_paired_pass():
+    torch.manual_seed(0)
+    model = s2ld(weights=False, resize=None)
+    images = torch.rand(2, 1, 1, 96, 128)
+    with torch.inference_mode():
+        paired = model.encode(images[0], images[1])
+        joined = model.join_encoded(model.encode_image(images[0]), model.encode_image(images[1]))
+    assert joined.keys() == paired.keys()
+    for key, value in paired.items():
+        if isinstance(value, torch.Tensor):
+            torch.testing.assert_close(joined[key], value, atol=1e-5, rtol=0, msg=key)
+        else:
+            assert joined[key] == value, key

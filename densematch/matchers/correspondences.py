@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..io import load_image
 from .base import Matches, PairMatcher
-from .feature_cache import FeatureCache, splits_per_image
+from .feature_cache import FeatureCache, image_size, splits_per_image
 
 
 class CorrespondenceMatcher(PairMatcher):
@@ -19,7 +18,7 @@ class CorrespondenceMatcher(PairMatcher):
         num: keep at most this many matches, the highest-scoring ones (None = all the model returns).
         feature_cache: images whose features are kept (:class:`~densematch.matchers.feature_cache.FeatureCache`),
             for models whose ``match_images`` is ``match_features(extract(image0), extract(image1))`` (XFeat,
-            XFeat*): an image seen again is not re-extracted.
+            XFeat*, S2LD): an image seen again is not re-extracted.
     Extras the model returns besides ``kpts0/kpts1/scores`` (e.g. IMAMatch's ``reverse``) are kept in
     ``Matches.info``.
     """
@@ -39,10 +38,10 @@ class CorrespondenceMatcher(PairMatcher):
             with torch.inference_mode():
                 out = self.model.match_features(feats0, feats1)
             return self._to_matches(out, size0, size1)
-        image0, image1 = load_image(image0), load_image(image1)
+        size0, size1 = image_size(image0), image_size(image1)
         with torch.inference_mode():
-            out = self.model.match_images(image0, image1)
-        return self._to_matches(out, image0.size, image1.size)
+            out = self.model.match_images(image0, image1)  # as given: a model may read files its own way
+        return self._to_matches(out, size0, size1)
 
     def _to_matches(self, out, size0, size1) -> Matches:
         kpts0, kpts1, scores = (out[k].detach().double().cpu().numpy() for k in ("kpts0", "kpts1", "scores"))

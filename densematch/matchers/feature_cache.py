@@ -2,7 +2,8 @@
 
 Many-pair matching (``match-pairs``, ``benchmark``) sees each image in several pairs. A model that declares
 
-* ``extract(image) -> features``: the per-image part of its work (PIL image in, anything out), and
+* ``extract(image) -> features``: the per-image part of its work (path, PIL image or uint8 array in,
+  anything out), and
 * ``match_features(features0, features1) -> result``: the rest, with ``result`` equal to what matching
   the two images directly gives,
 
@@ -11,13 +12,17 @@ is run through a :class:`FeatureCache`, so an image seen again is not encoded ag
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
+from ..errors import ImageReadError
 from ..io import load_image
 
 
@@ -42,17 +47,37 @@ class FeatureCache:
         return len(self._entries)
 
     def get(self, image, extract: Callable) -> tuple[tuple[int, int], Any]:
-        """``(size, extract(loaded image))`` of ``image`` (path, PIL image or array); ``size`` is ``(W, H)``."""
+        """``(size, extract(image))`` of ``image`` (path, PIL image or array); ``size`` is ``(W, H)``.
+
+        ``extract`` gets the image as given (a path stays a path: a model may read files its own way, as S2LD
+        reads grey with OpenCV); the size is read from the file's header."""
         key = str(image) if isinstance(image, (str, Path)) else id(image)
         cached = self._entries.get(key)
         if cached is not None and (isinstance(key, str) or cached[0] is image):
             self._entries.move_to_end(key)
             return cached[1], cached[2]
-        loaded = load_image(image)
+        size = image_size(image)
         with torch.inference_mode():
-            features = extract(loaded)
+            features = extract(image)
         if self.capacity > 0:
-            self._entries[key] = (image, loaded.size, features)
+            self._entries[key] = (image, size, features)
             while len(self._entries) > self.capacity:
                 self._entries.popitem(last=False)
-        return loaded.size, features
+        return size, features
+
+
+def image_size(image) -> tuple[int, int]:
+    """``(W, H)`` of a path (from the file's header, no decoding), PIL image or uint8 array; a path that is
+    not a readable image raises :class:`~densematch.errors.ImageReadError` naming it."""
+    if isinstance(image, (str, os.PathLike)):
+        path = Path(image)
+        if not path.is_file():
+            raise ImageReadError(f"image file not found: {path}")
+        try:
+            with Image.open(path) as opened:
+                return opened.size
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+            raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+    if isinstance(image, np.ndarray) and image.ndim in (2, 3):
+        return image.shape[1], image.shape[0]
+    return load_image(image).size

@@ -11,6 +11,7 @@ the size ratio, which shifts points by ``0.5 * (ratio - 1)`` px; a deliberate di
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -112,6 +113,35 @@ def to_given(points: torch.Tensor, net_size: tuple[int, int], given_size: tuple[
     return (points + 0.5) * ratio - 0.5
 
 
+@dataclass(frozen=True)
+class S2LDImageFeatures:
+    """The per-image part of S2LD's matching (:func:`extract`): backbone, keypoints and adjusted coarse features
+    (:meth:`S2LD.encode_image`), the coarse padding mask, the network size and the size as given, ``(W, H)``."""
+
+    encoded: dict
+    mask: torch.Tensor | None
+    network_size: tuple[int, int]
+    given_size: tuple[int, int]
+
+
+@torch.inference_mode()
+def extract(model, image) -> S2LDImageFeatures:
+    """See :meth:`S2LD.extract`."""
+    cfg: InferenceConfig = model.inference
+    parameter = next(model.parameters())
+    grey = read_grey(image)
+    tensor, mask, size = prepare(grey, cfg.resize, cfg.pad_to_square, parameter.device, "image")
+    return S2LDImageFeatures(model.encode_image(tensor.to(parameter.dtype)), mask, size, grey.shape[::-1])
+
+
+@torch.inference_mode()
+def match_features(model, features0: S2LDImageFeatures, features1: S2LDImageFeatures) -> dict:
+    """See :meth:`S2LD.match_features`."""
+    out = model.match_encoded(model.join_encoded(features0.encoded, features1.encoded), features0.mask,
+                              features1.mask)
+    return _to_result(out, model.inference, features0, features1)
+
+
 @torch.inference_mode()
 def match_images(model, image0, image1) -> dict:
     """See :meth:`S2LD.match_images`."""
@@ -122,9 +152,14 @@ def match_images(model, image0, image1) -> dict:
     t0, mask0, size0 = prepare(grey0, cfg.resize, cfg.pad_to_square, device, "image0")
     t1, mask1, size1 = prepare(grey1, cfg.resize, cfg.pad_to_square, device, "image1")
     out = model(t0.to(dtype), t1.to(dtype), mask0, mask1)
-    result = select(out, cfg, size0, size1)
-    result["kpts0"] = to_given(result["kpts0"].float(), size0, grey0.shape[::-1])
-    result["kpts1"] = to_given(result["kpts1"].float(), size1, grey1.shape[::-1])
+    sizes = (S2LDImageFeatures({}, None, size, grey.shape[::-1]) for size, grey in ((size0, grey0), (size1, grey1)))
+    return _to_result(out, cfg, *sizes)
+
+
+def _to_result(out: dict, cfg: InferenceConfig, image0: S2LDImageFeatures, image1: S2LDImageFeatures) -> dict:
+    result = select(out, cfg, image0.network_size, image1.network_size)
+    result["kpts0"] = to_given(result["kpts0"].float(), image0.network_size, image0.given_size)
+    result["kpts1"] = to_given(result["kpts1"].float(), image1.network_size, image1.given_size)
     result["scores"] = result["scores"].float()
     result["keypoint_scores"] = result["keypoint_scores"].float()
     return result

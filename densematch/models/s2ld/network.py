@@ -94,29 +94,47 @@ class S2LD(nn.Module):
             (feat_c0, feat_c1), (feat_f0, feat_f1) = feats_c.split(bs), feats_f.split(bs)
         else:
             (feat_c0, feat_f0), (feat_c1, feat_f1) = self.backbone(image0), self.backbone(image1)
-        out = {"hw0_i": tuple(image0.shape[2:]), "hw1_i": tuple(image1.shape[2:]), "hw0_c": tuple(feat_c0.shape[2:]),
-               "hw1_c": tuple(feat_c1.shape[2:]), "hw0_f": tuple(feat_f0.shape[2:]), "hw1_f": tuple(feat_f1.shape[2:]),
-               "feat_f0": feat_f0, "feat_f1": feat_f1}
-        scale = out["hw0_i"][0] / out["hw0_c"][0]
-        scale_i2f = out["hw0_f"][0] / out["hw0_i"][0]
-        for k, feat_c, feat_f in ((0, feat_c0, feat_f0), (1, feat_c1, feat_f1)):
-            raw, score = self.keypoint_detector(feat_c, feat_f)
-            feat_c = self.feature_adjuster(feat_c, raw)
-            offsets = raw * (scale / 2.0)  # (B, 2, h, w) px from the cell's top-left corner
-            h, w = offsets.shape[2:]
-            coords = _cell_grid(bs, h, w, scale, offsets.device, offsets.dtype) + offsets
-            centres = (coords * scale_i2f).permute(0, 2, 3, 1).clone()  # window centres on the 1/2 map
-            centres[:, [0, h - 1]] = 0.0  # upstream zeroes the outermost cell rows/columns
-            centres[:, :, [0, w - 1]] = 0.0
-            out.update({
-                f"feat_c{k}": self.pos_encoding(feat_c).flatten(2).transpose(1, 2),  # (B, hw, C)
-                f"kps{k}_f_all": offsets,
-                f"kps{k}_i_all": offsets.flatten(2).transpose(1, 2),  # (B, hw, 2)
-                f"score{k}_i_all": score.flatten(2).transpose(1, 2).squeeze(-1),  # (B, hw)
-                f"coords{k}_i_all": coords.flatten(2).transpose(1, 2),  # (B, hw, 2) keypoints in pixels
-                f"centres{k}_f": centres.reshape(bs, h * w, 2),
-            })
-        return out
+        return self.join_encoded(self._describe(feat_c0, feat_f0, image0.shape[2:]),
+                                 self._describe(feat_c1, feat_f1, image1.shape[2:]))
+
+    def encode_image(self, image: torch.Tensor) -> dict:
+        """The per-image part of :meth:`encode` for one ``(B, 1, H, W)`` image (its own backbone pass, equal to
+        the paired pass up to float rounding in eval mode); two of these make an :meth:`encode` output through
+        :meth:`join_encoded`. Keys are upstream's with ``{}`` for the image index (``"feat_c{}"``, ...)."""
+        self.check_input(image, "image")
+        feat_c, feat_f = self.backbone(image)
+        return self._describe(feat_c, feat_f, image.shape[2:])
+
+    @staticmethod
+    def join_encoded(encoded0: dict, encoded1: dict) -> dict:
+        """Two :meth:`encode_image` outputs -> the :meth:`encode` dict of the pair (a new dict: the inputs are
+        not changed by :meth:`match_encoded`)."""
+        pairs = enumerate((encoded0, encoded1))
+        return {key.format(k): value for k, encoded in pairs for key, value in encoded.items()}
+
+    def _describe(self, feat_c: torch.Tensor, feat_f: torch.Tensor, hw_i) -> dict:
+        """Keypoints, adjusted coarse features and fine window centres of one image's backbone features."""
+        bs = feat_c.size(0)
+        hw_i, hw_c, hw_f = tuple(hw_i), tuple(feat_c.shape[2:]), tuple(feat_f.shape[2:])
+        scale = hw_i[0] / hw_c[0]  # upstream uses image 0's for both images: the same for multiples of 8
+        scale_i2f = hw_f[0] / hw_i[0]
+        raw, score = self.keypoint_detector(feat_c, feat_f)
+        feat_c = self.feature_adjuster(feat_c, raw)
+        offsets = raw * (scale / 2.0)  # (B, 2, h, w) px from the cell's top-left corner
+        h, w = offsets.shape[2:]
+        coords = _cell_grid(bs, h, w, scale, offsets.device, offsets.dtype) + offsets
+        centres = (coords * scale_i2f).permute(0, 2, 3, 1).clone()  # window centres on the 1/2 map
+        centres[:, [0, h - 1]] = 0.0  # upstream zeroes the outermost cell rows/columns
+        centres[:, :, [0, w - 1]] = 0.0
+        return {
+            "hw{}_i": hw_i, "hw{}_c": hw_c, "hw{}_f": hw_f, "feat_f{}": feat_f,
+            "feat_c{}": self.pos_encoding(feat_c).flatten(2).transpose(1, 2),  # (B, hw, C)
+            "kps{}_f_all": offsets,
+            "kps{}_i_all": offsets.flatten(2).transpose(1, 2),  # (B, hw, 2)
+            "score{}_i_all": score.flatten(2).transpose(1, 2).squeeze(-1),  # (B, hw)
+            "coords{}_i_all": coords.flatten(2).transpose(1, 2),  # (B, hw, 2) keypoints in pixels
+            "centres{}_f": centres.reshape(bs, h * w, 2),
+        }
 
     def match_encoded(self, data: dict, mask0: torch.Tensor | None = None, mask1: torch.Tensor | None = None,
                       ground_truth: dict | None = None, generator: torch.Generator | None = None) -> dict:
@@ -186,3 +204,17 @@ class S2LD(nn.Module):
         from .inference import match_images
 
         return match_images(self, image0, image1)
+
+    def extract(self, image):
+        """The per-image part of :meth:`match_images` for one image (path, PIL image or uint8 array), read and
+        resized as there: an :class:`~.inference.S2LDImageFeatures`. Many-pair matching keeps these per image."""
+        from .inference import extract
+
+        return extract(self, image)
+
+    def match_features(self, features0, features1) -> dict:
+        """:meth:`match_images` of the two images behind two :meth:`extract` outputs (same keys; each image's
+        backbone runs alone here, so values equal :meth:`match_images`' up to float rounding)."""
+        from .inference import match_features
+
+        return match_features(self, features0, features1)
