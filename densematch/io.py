@@ -26,15 +26,9 @@ def load_image(source, mode: str = "RGB") -> Image.Image:
             raise ImageReadError(f"expected a uint8 (H, W) or (H, W, 3) array, got {source.dtype} {source.shape}")
         image = Image.fromarray(source)
     elif isinstance(source, (str, os.PathLike)):
-        path = Path(source)
-        if not path.is_file():
-            raise ImageReadError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as opened:
-                opened.load()
-                image = opened.copy()
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ImageReadError(f"cannot read image {path}: {exc}") from exc
+        with _open_file(source) as opened:
+            opened.load()
+            image = opened.copy()
     else:
         raise ImageReadError(f"cannot read an image from a {type(source).__name__}; pass a path or a PIL image")
     if image.mode in ("I;16", "I;16B", "I;16L", "I"):
@@ -45,16 +39,26 @@ def load_image(source, mode: str = "RGB") -> Image.Image:
 
 
 def image_size(source) -> tuple[int, int]:
-    """``(width, height)`` of an image file without decoding all of it."""
+    """``(width, height)`` of what :func:`load_image` accepts; of a file from its header, without decoding it
+    (same errors as :func:`load_image`)."""
     if isinstance(source, Image.Image):
         return source.size
+    if isinstance(source, (str, os.PathLike)):
+        with _open_file(source) as image:
+            return image.size
+    return load_image(source).size
+
+
+@contextlib.contextmanager
+def _open_file(source):
+    """``Image.open`` of a path, raising :class:`ImageReadError` naming it when missing, unreadable or corrupt."""
     path = Path(source)
     if not path.is_file():
         raise ImageReadError(f"image file not found: {path}")
     try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError) as exc:
+        with Image.open(path) as opened:
+            yield opened
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageReadError(f"cannot read image {path}: {exc}") from exc
 
 

@@ -1,5 +1,6 @@
-"""Per-image features across pairs: the cache itself, and the dense models that split their work per image
-(RoMa: network inputs + DINOv2 map; Tiny RoMa: XFeat features) give exactly what matching each pair does."""
+"""Per-image features across pairs: the cache itself, and the models that split their work per image (RoMa:
+network inputs + DINOv2 map; Tiny RoMa: XFeat features; S2LD: backbone, keypoints, coarse features) give
+exactly what matching each pair does."""
 
 from __future__ import annotations
 
@@ -7,30 +8,21 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+import test_roma_model
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from test_roma_model import SMALL  # noqa: F401  (the small RoMa architecture the fixtures below use)
 
-import densematch
 from densematch.errors import ImageReadError, InputShapeError
+from densematch.io import image_size
 from densematch.matchers.correspondences import CorrespondenceMatcher
 from densematch.matchers.dense import DenseModelMatcher
-from densematch.matchers.feature_cache import FeatureCache, image_size, splits_per_image
-from densematch.models.roma.matcher import build_roma
+from densematch.matchers.feature_cache import FeatureCache, splits_per_image
 from densematch.models.roma.tiny import build_tiny_roma
 from densematch.models.s2ld import s2ld
 
-
-@pytest.fixture(scope="module")
-def roma(tmp_path_factory):
-    torch.manual_seed(0)
-    model = build_roma("cpu", matcher_weights=False, dinov2_weights=False, arch=SMALL)
-    folder = tmp_path_factory.mktemp("weights")
-    torch.save(model.state_dict(), folder / "matcher.pth")
-    torch.save(model.encoder.dinov2.state_dict(), folder / "dinov2.pth")
-    return densematch.roma_outdoor("cpu", weights=folder / "matcher.pth", dinov2_weights=folder / "dinov2.pth",
-                                   coarse_res=56, upsample_res=70, arch=SMALL)
+small_weights = test_roma_model.small_weights  # the small RoMa (random weights) at coarse 56 / upsample 70
+roma = test_roma_model.small_model
 
 
 @pytest.fixture(scope="module")

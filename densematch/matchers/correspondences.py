@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..io import image_size
 from .base import Matches, PairMatcher
-from .feature_cache import FeatureCache, image_size, splits_per_image
+from .feature_cache import FeatureCache, splits_per_image
 
 
 class CorrespondenceMatcher(PairMatcher):

@@ -12,18 +12,14 @@ is run through a :class:`FeatureCache`, so an image seen again is not encoded ag
 
 from __future__ import annotations
 
-import os
 from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 
-from ..errors import ImageReadError
-from ..io import load_image
+from ..io import image_size
 
 
 def splits_per_image(model) -> bool:
@@ -65,19 +61,3 @@ class FeatureCache:
                 self._entries.popitem(last=False)
         return size, features
 
-
-def image_size(image) -> tuple[int, int]:
-    """``(W, H)`` of a path (from the file's header, no decoding), PIL image or uint8 array; a path that is
-    not a readable image raises :class:`~densematch.errors.ImageReadError` naming it."""
-    if isinstance(image, (str, os.PathLike)):
-        path = Path(image)
-        if not path.is_file():
-            raise ImageReadError(f"image file not found: {path}")
-        try:
-            with Image.open(path) as opened:
-                return opened.size
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-            raise ImageReadError(f"cannot read image {path}: {exc}") from exc
-    if isinstance(image, np.ndarray) and image.ndim in (2, 3):
-        return image.shape[1], image.shape[0]
-    return load_image(image).size

@@ -139,7 +139,8 @@ def match_features(model, features0: S2LDImageFeatures, features1: S2LDImageFeat
     """See :meth:`S2LD.match_features`."""
     out = model.match_encoded(model.join_encoded(features0.encoded, features1.encoded), features0.mask,
                               features1.mask)
-    return _to_result(out, model.inference, features0, features1)
+    return _to_result(out, model.inference, (features0.network_size, features0.given_size),
+                      (features1.network_size, features1.given_size))
 
 
 @torch.inference_mode()
@@ -152,14 +153,16 @@ def match_images(model, image0, image1) -> dict:
     t0, mask0, size0 = prepare(grey0, cfg.resize, cfg.pad_to_square, device, "image0")
     t1, mask1, size1 = prepare(grey1, cfg.resize, cfg.pad_to_square, device, "image1")
     out = model(t0.to(dtype), t1.to(dtype), mask0, mask1)
-    sizes = (S2LDImageFeatures({}, None, size, grey.shape[::-1]) for size, grey in ((size0, grey0), (size1, grey1)))
-    return _to_result(out, cfg, *sizes)
+    return _to_result(out, cfg, (size0, grey0.shape[::-1]), (size1, grey1.shape[::-1]))
 
 
-def _to_result(out: dict, cfg: InferenceConfig, image0: S2LDImageFeatures, image1: S2LDImageFeatures) -> dict:
-    result = select(out, cfg, image0.network_size, image1.network_size)
-    result["kpts0"] = to_given(result["kpts0"].float(), image0.network_size, image0.given_size)
-    result["kpts1"] = to_given(result["kpts1"].float(), image1.network_size, image1.given_size)
+def _to_result(out: dict, cfg: InferenceConfig, sizes0: tuple, sizes1: tuple) -> dict:
+    """The selected matches of network output ``out`` in the images as given; ``sizes0/1``: ``(network size,
+    size as given)`` of each image, both ``(W, H)``."""
+    (net0, given0), (net1, given1) = sizes0, sizes1
+    result = select(out, cfg, net0, net1)
+    result["kpts0"] = to_given(result["kpts0"].float(), net0, given0)
+    result["kpts1"] = to_given(result["kpts1"].float(), net1, given1)
     result["scores"] = result["scores"].float()
     result["keypoint_scores"] = result["keypoint_scores"].float()
     return result
